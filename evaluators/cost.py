@@ -1,0 +1,127 @@
+"""Measured cost of a model: parameters, MACs (torch.utils.flop_counter) and activations, overall and per module."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from space import Arch, count_params, create_model
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Cost figures of one model at one input size: params, MACs (FLOPs / 2) and activations (output elements)."""
+
+    params: int
+    macs: int
+    activations: int
+    input_size: int
+    params_deploy: int | None = None
+    macs_deploy: int | None = None
+
+    def to_dict(self) -> dict:
+        """Plain dict."""
+        return asdict(self)
+
+
+def _leaf_outputs(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, tuple]]:
+    """Sum of conv/linear output elements and each named module's output shape."""
+    total = 0
+    shapes: dict[str, tuple] = {}
+    hooks = []
+
+    def count(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        total += out.numel()
+
+    def shape(name: str):
+        def hook(mod: nn.Module, inp: tuple, out: object) -> None:
+            if isinstance(out, torch.Tensor):
+                shapes[name] = tuple(out.shape)
+        return hook
+
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            hooks.append(m.register_forward_hook(count))
+        hooks.append(m.register_forward_hook(shape(name)))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return total, shapes
+
+
+def count_macs(model: nn.Module, input_size: int = 224, in_chans: int = 3, batch: int = 1) -> int:
+    """Multiply-accumulates of one forward pass (FlopCounterMode total FLOPs / 2, functional convs included)."""
+    x = torch.zeros(batch, in_chans, input_size, input_size, device=_device(model))
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            model(x)
+    finally:
+        model.train(was)
+    return fc.get_total_flops() // 2
+
+
+def module_breakdown(model: nn.Module, input_size: int = 224, in_chans: int = 3) -> list[dict]:
+    """Per named module: output shape, params (recursive), MACs (recursive) — for layer tables."""
+    x = torch.zeros(1, in_chans, input_size, input_size, device=_device(model))
+    was = model.training
+    model.eval()
+    try:
+        _, shapes = _leaf_outputs(model, x)
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            model(x)
+    finally:
+        model.train(was)
+    flops: dict[str, int] = defaultdict(int)
+    root = type(model).__name__
+    for key, ops in fc.get_flop_counts().items():
+        name = key[len(root) + 1:] if key.startswith(root + ".") else ("" if key == root else key)
+        flops[name] = sum(ops.values())
+    rows = []
+    for name, m in model.named_modules():
+        rows.append({"name": name, "type": type(m).__name__, "shape": shapes.get(name),
+                     "params": sum(p.numel() for p in m.parameters()), "macs": flops.get(name, 0) // 2})
+    return rows
+
+
+def count_activations(model: nn.Module, input_size: int = 224, in_chans: int = 3) -> int:
+    """Sum of the output elements of every conv and linear layer for one image."""
+    x = torch.zeros(1, in_chans, input_size, input_size, device=_device(model))
+    was = model.training
+    model.eval()
+    try:
+        total, _ = _leaf_outputs(model, x)
+    finally:
+        model.train(was)
+    return total
+
+
+def measure_cost(arch: Arch | str, *, input_size: int = 224, num_classes: int = 1000, in_chans: int = 3,
+                 width_mult: float = 1.0, deploy: bool = True) -> Cost:
+    """Params/MACs/activations of the training form, plus params/MACs of the deploy form when `deploy`."""
+    model = create_model(arch, num_classes=num_classes, in_chans=in_chans, width_mult=width_mult)
+    params = count_params(model)
+    macs = count_macs(model, input_size, in_chans)
+    acts = count_activations(model, input_size, in_chans)
+    pd = md = None
+    if deploy:
+        from space import deploy as to_deploy, set_lambda
+
+        set_lambda(model, 1.0)
+        to_deploy(model)
+        pd, md = count_params(model), count_macs(model, input_size, in_chans)
+    return Cost(params=params, macs=macs, activations=acts, input_size=input_size, params_deploy=pd, macs_deploy=md)
+
+
+def _device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")

@@ -1,0 +1,3 @@
+"""Block families: importing this package registers every family and its named points (one line per family)."""
+
+from space.blocks import resnet  # noqa: F401

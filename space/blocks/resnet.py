@@ -1,0 +1,218 @@
+"""Residual blocks: basic (two k×k convs) and bottleneck (1x1 → grouped k×k → 1x1), with SE and shortcut choices.
+
+The bottleneck with `group_width` is also the RegNet X block (bottleneck multiplier 1) and, with `groups`, the
+ResNeXt block. Named points: ResNet-18/34/50/101/152, ResNeXt-50/101, Wide ResNet-50/101.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from space.arch import Arch, Stage
+from space.builder import BuildContext, sequential_stage
+from space.errors import SpecError
+from space.layers import ConvNormAct, DropPath, SqueezeExcite, act_names, make_act, norm_names
+from space.params import Params, param, register_family
+from space.zoo import register_model
+
+SHORTCUTS = ("projection", "avgpool", "none")
+
+
+@dataclass(frozen=True)
+class BasicParams(Params):
+    """Two k×k convs; the shortcut is identity when shapes match, else `shortcut` (1x1 conv / avgpool + 1x1 conv)."""
+
+    kernel: int = param(3, choices=(1, 3, 5, 7))
+    act: str = param("relu", choices=act_names)
+    act_n: int = param(3, min=1, max=7, when=("act", ("series",)), doc="series activation n")
+    norm: str = param("batchnorm", choices=norm_names)
+    se: float = param(0.0, min=0.0, max=1.0, doc="squeeze-excitation ratio of the block width; 0: none")
+    shortcut: str = param("projection", choices=SHORTCUTS, doc="none: a plain (shortcut-free) block")
+
+
+@dataclass(frozen=True)
+class BottleneckParams(Params):
+    """1x1 → k×k (stride here, grouped) → 1x1, mid width = round(width · bot_mul); groups or a group width."""
+
+    kernel: int = param(3, choices=(1, 3, 5, 7))
+    bot_mul: float = param(0.25, min=0.0625, max=8.0, doc="mid width / output width")
+    groups: int = param(1, min=1, doc="groups of the k×k conv (ResNeXt: 32); exclusive with group_width")
+    group_width: int = param(0, min=0, doc="channels per group of the k×k conv (RegNet); 0: use groups")
+    act: str = param("relu", choices=act_names)
+    act_n: int = param(3, min=1, max=7, when=("act", ("series",)))
+    norm: str = param("batchnorm", choices=norm_names)
+    se: float = param(0.0, min=0.0, max=1.0, doc="squeeze-excitation ratio of the block input width; 0: none")
+    shortcut: str = param("projection", choices=SHORTCUTS)
+
+    def mid(self, w_out: int) -> int:
+        """Width of the k×k conv."""
+        return int(round(w_out * self.bot_mul))
+
+    def num_groups(self, w_out: int) -> int:
+        """Groups of the k×k conv."""
+        return self.mid(w_out) // self.group_width if self.group_width else self.groups
+
+    def check(self, *, w_in: int, w_out: int, stride: int) -> None:
+        mid = self.mid(w_out)
+        if self.group_width and self.groups != 1:
+            raise SpecError("set either groups or group_width, not both", key="groups")
+        if self.group_width and mid % self.group_width:
+            raise SpecError(f"mid width {mid} (width {w_out} x bot_mul {self.bot_mul}) is not divisible by "
+                            f"group_width {self.group_width}", key="group_width")
+        if mid % self.groups:
+            raise SpecError(f"mid width {mid} (width {w_out} x bot_mul {self.bot_mul}) is not divisible by "
+                            f"groups {self.groups}", key="groups")
+
+    def fit(self, *, w_in: int, w_out: int) -> Params:
+        mid = self.mid(w_out)
+        if self.group_width and mid % self.group_width:
+            return dataclasses.replace(self, group_width=math.gcd(mid, self.group_width))
+        if mid % self.groups:
+            return dataclasses.replace(self, groups=math.gcd(mid, self.groups))
+        return self
+
+
+def make_shortcut(w_in: int, w_out: int, stride: int, kind: str, norm: str) -> nn.Module | None:
+    """Identity (None) when shapes match, else a projection: 1x1 strided conv + norm, or avgpool + 1x1 + norm."""
+    if kind == "none":
+        return None
+    if w_in == w_out and stride == 1:
+        return nn.Identity()
+    conv = ConvNormAct(w_in, w_out, 1, stride if kind == "projection" else 1, norm=norm, act="none")
+    if kind == "avgpool" and stride > 1:
+        return nn.Sequential(nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False), conv)
+    return conv
+
+
+class ResidualBlock(nn.Module):
+    """branch(x) (+ shortcut(x)) → act; the final norm of the branch is zero-initialised when there is a shortcut."""
+
+    def __init__(self, branch: nn.Sequential, shortcut: nn.Module | None, act: nn.Module, drop_path: float):
+        super().__init__()
+        self.branch = branch
+        self.shortcut = shortcut
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.act = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.branch(x)
+        if self.shortcut is not None:
+            out = self.drop_path(out) + self.shortcut(x)
+        return self.act(out)
+
+
+def _se(channels: int, w_ref: int, ratio: float) -> list[nn.Module]:
+    return [SqueezeExcite(channels, max(1, int(round(w_ref * ratio))))] if ratio > 0 else []
+
+
+@register_family("block", "basic", BasicParams)
+def basic_stage(w_in: int, stage: Stage, ctx: BuildContext) -> nn.Module:
+    """ResNet basic blocks: conv-norm-act, conv-norm (SE), + shortcut, act."""
+    p: BasicParams = stage.params
+
+    def block(w_in: int, w_out: int, stride: int, i: int) -> nn.Module:
+        branch = nn.Sequential(
+            ConvNormAct(w_in, w_out, p.kernel, stride, norm=p.norm, act=p.act, act_n=p.act_n),
+            ConvNormAct(w_out, w_out, p.kernel, norm=p.norm, act="none"),
+            *_se(w_out, w_in, p.se),
+        )
+        return ResidualBlock(branch, make_shortcut(w_in, w_out, stride, p.shortcut, p.norm),
+                             make_act(p.act, w_out, n=p.act_n), ctx.drop_path(i))
+
+    return sequential_stage(w_in, stage, ctx, block)
+
+
+@register_family("block", "bottleneck", BottleneckParams)
+def bottleneck_stage(w_in: int, stage: Stage, ctx: BuildContext) -> nn.Module:
+    """Bottleneck blocks: 1x1 reduce, grouped k×k (stride), (SE), 1x1 expand, + shortcut, act."""
+    p: BottleneckParams = stage.params
+
+    def block(w_in: int, w_out: int, stride: int, i: int) -> nn.Module:
+        mid = p.mid(w_out)
+        branch = nn.Sequential(
+            ConvNormAct(w_in, mid, 1, norm=p.norm, act=p.act, act_n=p.act_n),
+            ConvNormAct(mid, mid, p.kernel, stride, groups=p.num_groups(w_out), norm=p.norm, act=p.act,
+                        act_n=p.act_n),
+            *_se(mid, w_in, p.se),
+            ConvNormAct(mid, w_out, 1, norm=p.norm, act="none"),
+        )
+        return ResidualBlock(branch, make_shortcut(w_in, w_out, stride, p.shortcut, p.norm),
+                             make_act(p.act, w_out, n=p.act_n), ctx.drop_path(i))
+
+    return sequential_stage(w_in, stage, ctx, block)
+
+
+def init_residual(model: nn.Module) -> None:
+    """Zero the last norm's scale in each residual branch (standard ResNet practice) — used by trainers."""
+    for m in model.modules():
+        if isinstance(m, ResidualBlock) and m.shortcut is not None:
+            last = m.branch[-1]
+            bn = getattr(last, "bn", None)
+            if isinstance(bn, nn.BatchNorm2d):
+                nn.init.zeros_(bn.weight)
+
+
+# -- named points ---------------------------------------------------------------------------------------------------
+RESNET_STEM = {"type": "conv", "width": 64, "kernel": 7, "stride": 2, "pool": "max"}
+
+
+def resnet(depths: tuple[int, ...], *, block: str = "basic", widths: tuple[int, ...] = (64, 128, 256, 512),
+           expansion: int = 1, **block_params: object) -> Arch:
+    """A torchvision-style ResNet: 7x7 stem + max pool, stages at stride 1,2,2,2, GAP + Linear."""
+    stages = [{"block": block, "depth": d, "width": w * expansion, "stride": 1 if i == 0 else 2, **block_params}
+              for i, (d, w) in enumerate(zip(depths, widths))]
+    return Arch.from_dict({"stem": RESNET_STEM, "stages": stages, "head": {"type": "classifier"}})
+
+
+@register_model("resnet18", "resnet", top1=69.76, paper="He et al. 2016, Deep Residual Learning")
+def resnet18() -> Arch:
+    """ResNet-18."""
+    return resnet((2, 2, 2, 2))
+
+
+@register_model("resnet34", "resnet", top1=73.31, paper="He et al. 2016, Deep Residual Learning")
+def resnet34() -> Arch:
+    """ResNet-34."""
+    return resnet((3, 4, 6, 3))
+
+
+@register_model("resnet50", "resnet", top1=76.13, paper="He et al. 2016, Deep Residual Learning")
+def resnet50() -> Arch:
+    """ResNet-50."""
+    return resnet((3, 4, 6, 3), block="bottleneck", expansion=4)
+
+
+@register_model("resnet101", "resnet", top1=77.37, paper="He et al. 2016, Deep Residual Learning")
+def resnet101() -> Arch:
+    """ResNet-101."""
+    return resnet((3, 4, 23, 3), block="bottleneck", expansion=4)
+
+
+@register_model("resnet152", "resnet", top1=78.31, paper="He et al. 2016, Deep Residual Learning")
+def resnet152() -> Arch:
+    """ResNet-152."""
+    return resnet((3, 8, 36, 3), block="bottleneck", expansion=4)
+
+
+@register_model("resnext50_32x4d", "resnet", top1=77.62, paper="Xie et al. 2017, Aggregated Residual Transformations")
+def resnext50_32x4d() -> Arch:
+    """ResNeXt-50 32x4d: mid width 2x the ResNet-50 one, 32 groups."""
+    return resnet((3, 4, 6, 3), block="bottleneck", expansion=4, bot_mul=0.5, groups=32)
+
+
+@register_model("resnext101_32x8d", "resnet", top1=79.31, paper="Xie et al. 2017, Aggregated Residual Transformations")
+def resnext101_32x8d() -> Arch:
+    """ResNeXt-101 32x8d."""
+    return resnet((3, 4, 23, 3), block="bottleneck", expansion=4, bot_mul=1.0, groups=32)
+
+
+@register_model("wide_resnet50_2", "resnet", top1=78.47, paper="Zagoruyko & Komodakis 2016, Wide Residual Networks")
+def wide_resnet50_2() -> Arch:
+    """Wide ResNet-50-2: twice the mid width."""
+    return resnet((3, 4, 6, 3), block="bottleneck", expansion=4, bot_mul=0.5)
+
