@@ -1,0 +1,46 @@
+"""Deploy forms compute the training form's function (eval mode, randomized BN statistics)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import space
+from space import create_model, list_models
+from tests.conftest import load_golden, randomize_bn
+
+REPARAM = [n for n, g in load_golden().items() if "params_deploy" in g and n in list_models()]
+ALL = list_models()
+
+
+def max_logit_diff(model: torch.nn.Module, size: int = 64, seed: int = 0) -> float:
+    """max |Δlogit| between the eval-mode training form and its deploy form."""
+    torch.manual_seed(seed)
+    randomize_bn(model, seed)
+    model.eval()
+    space.set_lambda(model, 1.0)
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        ref = model(x)
+        dep = space.deploy(copy.deepcopy(model))(x)
+    return (ref - dep).abs().max().item()
+
+
+@pytest.mark.parametrize("name", REPARAM)
+def test_reparameterized_named_points_are_exact(name: str) -> None:
+    model = create_model(name, num_classes=10, width_mult=0.25)
+    assert max_logit_diff(model) <= 1e-4
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_named_point_deploys_to_the_same_function(name: str) -> None:
+    model = create_model(name, num_classes=10, width_mult=0.25)
+    assert max_logit_diff(model) <= 1e-4
+
+
+def test_create_model_deploy_builds_the_deploy_form() -> None:
+    model = create_model("resnet18", deploy=True, num_classes=10, width_mult=0.25)
+    assert model.deployed
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
