@@ -208,6 +208,14 @@ class Arch:
         return self
 
     @property
+    def total_stride(self) -> int:
+        """Total downsampling of the network (stem reduction times stage strides)."""
+        out = self.stem.params.reduction()
+        for st in self.stages:
+            out *= st.stride
+        return out
+
+    @property
     def width(self) -> int:
         """Output channels of the last stage (input of the head)."""
         return self.stages[-1].width

@@ -49,6 +49,10 @@ class Params:
     def check(self, *, w_in: int, w_out: int, stride: int) -> None:
         """Cross-field checks that need the stage's channel counts; raise SpecError(key=...) on failure."""
 
+    def reduction(self) -> int:
+        """Spatial downsampling factor of a stem with these parameters (1 for blocks and heads)."""
+        return 1
+
     def fit(self, *, w_in: int, w_out: int) -> Params:
         """Return a copy adjusted to new channel counts after width scaling (e.g. clamp group widths)."""
         return self

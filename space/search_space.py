@@ -306,9 +306,8 @@ class Space:
                     raise SpecError(f"each pattern must be a list of positive stage depths, got {_show(pat)}",
                                     key="stages.depths")
         self.count = None if self.depths is not None else Domain.parse(st.get("count", 1), "stages.count")
-        defaults = {"depth": 1} if self.depths is not None else {}
         self.stages = _parse_component(st, "stage", BLOCKS, "block", ("depth", "width", "stride"),
-                                       {**defaults, "stride": 1}, "stages", extra_keys=("count", "depths"))
+                                       {"depth": 1, "stride": 1}, "stages", extra_keys=("count", "depths"))
         self.head = _parse_component(data["head"], "head", HEADS, "type", (), {}, "head")
 
     @classmethod

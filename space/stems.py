@@ -28,6 +28,9 @@ class ConvStemParams(Params):
     pool_stride: int = param(2, min=1, max=4, when=("pool", ("max",)))
     norm_eps: float = param(1e-5, min=0.0, doc="norm epsilon")
 
+    def reduction(self) -> int:
+        return self.stride * (self.pool_stride if self.pool == "max" else 1)
+
 
 @register_family("stem", "conv", ConvStemParams)
 def conv_stem(in_chans: int, stem: Stem, ctx: BuildContext) -> nn.Module:
@@ -47,6 +50,9 @@ class PatchifyStemParams(Params):
     patch: int = param(4, min=1, max=16)
     norm: str = param("layernorm", choices=norm_names)
     norm_eps: float = param(1e-6, min=0.0)
+
+    def reduction(self) -> int:
+        return self.patch
 
 
 @register_family("stem", "patchify", PatchifyStemParams)
