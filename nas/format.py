@@ -21,7 +21,8 @@ def table(df: pd.DataFrame) -> str:
     """A plain-text table: text columns left-aligned (indentation kept), number columns right-aligned."""
     cols = [str(c) for c in df.columns]
     rows = [["" if pd.isna(v) else str(v) for v in r] for r in df.itertuples(index=False)]
-    numeric = [all(_NUMERIC.match(r[i].strip()) or not r[i].strip() for r in rows) and rows != [] for i in range(len(cols))]
+    numeric = [bool(rows) and all(_NUMERIC.match(r[i].strip()) or not r[i].strip() for r in rows)
+               for i in range(len(cols))]
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
 
     def line(cells: list[str]) -> str:

@@ -228,7 +228,8 @@ class Arch:
         def w(v: int) -> int:
             return make_divisible(v * mult, divisor)
 
-        stem = dataclasses.replace(self.stem, width=w(self.stem.width), params=self.stem.params.scaled(mult, divisor))
+        stem_width = self.stem.width if getattr(self.stem.params, "keeps_width", False) else w(self.stem.width)
+        stem = dataclasses.replace(self.stem, width=stem_width, params=self.stem.params.scaled(mult, divisor))
         stem = dataclasses.replace(stem, params=stem.params.fit(w_in=3, w_out=stem.width))
         stages, w_in = [], stem.width
         for st in self.stages:

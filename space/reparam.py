@@ -16,8 +16,8 @@ def deploy(model: nn.Module) -> nn.Module:
     """Re-parameterize `model` in place into its deploy form (fused BN, merged branches); returns it, in eval mode."""
     lam = get_lambda(model)
     if lam is not None and lam < 1.0:
-        raise DeployError(f"deep-training slope lambda is {lam:.4g} < 1: the conv pairs are only mergeable at lambda = 1; "
-                          "finish the lambda schedule (or call space.set_lambda(model, 1.0)) before deploying")
+        raise DeployError(f"deep-training slope lambda is {lam:.4g} < 1: the conv pairs are only mergeable at "
+                          "lambda = 1; finish the lambda schedule (or call space.set_lambda(model, 1.0)) before deploying")
     model.eval()
     with torch.no_grad():
         _walk(model)

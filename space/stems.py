@@ -8,9 +8,9 @@ from torch import nn
 
 from space.arch import Stem
 from space.builder import BuildContext
+from space.errors import SpecError
 from space.layers import ConvNormAct, act_names, norm_names
 from space.params import Params, param, register_family
-from space.errors import SpecError
 
 
 @dataclass(frozen=True)
@@ -26,10 +26,17 @@ class ConvStemParams(Params):
     pool: str = param("none", choices=("none", "max"), doc="pooling after the conv")
     pool_kernel: int = param(3, min=1, max=7, when=("pool", ("max",)))
     pool_stride: int = param(2, min=1, max=4, when=("pool", ("max",)))
+    pool_padding: int = param(-1, min=-1, max=3, when=("pool", ("max",)),
+                              doc="max pool padding; -1 for (pool_kernel-1)//2 (AlexNet: 0)")
     norm_eps: float = param(1e-5, min=0.0, doc="norm epsilon")
 
     def reduction(self) -> int:
         return self.stride * (self.pool_stride if self.pool == "max" else 1)
+
+    def check(self, *, w_in: int, w_out: int, stride: int) -> None:
+        if self.pool == "max" and self.pool_padding > self.pool_kernel // 2:
+            raise SpecError(f"max pool padding {self.pool_padding} exceeds half the pool kernel {self.pool_kernel}",
+                            key="pool_padding", hint=f"use at most {self.pool_kernel // 2}, or -1 for the default")
 
 
 @register_family("stem", "conv", ConvStemParams)
@@ -39,7 +46,8 @@ def conv_stem(in_chans: int, stem: Stem, ctx: BuildContext) -> nn.Module:
     layers = [ConvNormAct(in_chans, stem.width, p.kernel, p.stride, padding=None if p.padding < 0 else p.padding,
                           norm=p.norm, act=p.act, bias=p.bias or p.norm == "none", eps=p.norm_eps)]
     if p.pool == "max":
-        layers.append(nn.MaxPool2d(p.pool_kernel, p.pool_stride, padding=(p.pool_kernel - 1) // 2))
+        pad = (p.pool_kernel - 1) // 2 if p.pool_padding < 0 else p.pool_padding
+        layers.append(nn.MaxPool2d(p.pool_kernel, p.pool_stride, padding=pad))
     return nn.Sequential(*layers)
 
 
@@ -66,6 +74,8 @@ def patchify_stem(in_chans: int, stem: Stem, ctx: BuildContext) -> nn.Module:
 @dataclass(frozen=True)
 class NoStemParams(Params):
     """No stem: the first stage sees the image (VGG); the stem width must equal the input channels."""
+
+    keeps_width = True  # not a field: width multipliers leave the image's channel count alone (see Arch.scaled)
 
     def check(self, *, w_in: int, w_out: int, stride: int) -> None:
         if w_out != 3:

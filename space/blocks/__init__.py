@@ -1,3 +1,4 @@
 """Block families: importing this package registers every family and its named points (one line per family)."""
 
 from space.blocks import resnet  # noqa: F401
+from space.blocks import plain  # noqa: F401

@@ -31,11 +31,13 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
     ("stem: {type: conv, width: 16\n", r"arch\.yaml: malformed YAML"),
     (GOOD_ARCH.replace("width: 16, stride", "widht: 16, stride"),
      r"arch\.yaml: stages\[0\]\.widht: unknown key for block type 'basic'; did you mean 'width'\?"),
-    (GOOD_ARCH.replace("block: basic", "block: basik"), r"stages\[0\]\.block: unknown block type 'basik'; did you mean 'basic'\?"),
+    (GOOD_ARCH.replace("block: basic", "block: basik"),
+     r"stages\[0\]\.block: unknown block type 'basik'; did you mean 'basic'\?"),
     (GOOD_ARCH.replace("depth: 1", "depth: two"), r"stages\[0\]\.depth: expected int, got str 'two'"),
     (GOOD_ARCH.replace("depth: 1", "depth: 0"), r"stages\[0\]\.depth: must be >= 1"),
     (GOOD_ARCH.replace("stride: 1}", "stride: 1, kernel: 4}"), r"stages\[0\]\.kernel: 4 is not allowed"),
-    (GOOD_ARCH.replace("stride: 1}", "stride: 1, act_n: 2}"), r"stages\[0\]\.act_n: only applies when act is one of \['series'\]"),
+    (GOOD_ARCH.replace("stride: 1}", "stride: 1, act_n: 2}"),
+     r"stages\[0\]\.act_n: only applies when act is one of \['series'\]"),
     (GOOD_ARCH.replace("stride: 1}", "stride: 1, se: 1.5}"), r"stages\[0\]\.se: 1\.5 is above the maximum 1\.0"),
     (GOOD_ARCH.replace("head: {type: classifier}", ""), r"head: missing"),
     ("- 1\n- 2\n", r"an architecture must be a mapping"),
@@ -66,7 +68,8 @@ def test_unknown_model_name_suggests() -> None:
     ("stem: [1, 2\n", r"sp\.yaml: malformed YAML"),
     ("nme: x\nstem: {type: conv, width: 16}\nstages: {block: basic, width: 16}\nhead: {type: classifier}\n",
      r"sp\.yaml: nme: unknown key; did you mean 'name'\?"),
-    ("stem: {type: conv, width: 16}\nstages: {block: basic, width: 16, basic: {kernal: [3]}}\nhead: {type: classifier}\n",
+    ("stem: {type: conv, width: 16}\nstages: {block: basic, width: 16, basic: {kernal: [3]}}\n"
+     "head: {type: classifier}\n",
      r"stages\.basic\.kernal: unknown parameter of block type 'basic'; did you mean 'kernel'\?"),
     ("stem: {type: conv, width: 16}\nstages: {block: basic, width: {int: [64, 16]}}\nhead: {type: classifier}\n",
      r"stages\.width\.int: low 64 is above high 16"),
@@ -74,7 +77,8 @@ def test_unknown_model_name_suggests() -> None:
      r"stages\.bottleneck: parameters given for block type 'bottleneck', which is not among the choices"),
     ("stem: {type: conv, width: 16}\nstages: {block: basic, width: []}\nhead: {type: classifier}\n",
      r"stages\.width: an empty choice list"),
-    ("contains: [resnet18]\nstem: {type: conv, width: 16}\nstages: {block: basic, width: 16}\nhead: {type: classifier}\n",
+    ("contains: [resnet18]\nstem: {type: conv, width: 16}\nstages: {block: basic, width: 16}\n"
+     "head: {type: classifier}\n",
      None),
 ])
 def test_space_file_errors(tmp_path: Path, text: str, expected: str | None) -> None:
