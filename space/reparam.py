@@ -17,7 +17,7 @@ def deploy(model: nn.Module) -> nn.Module:
     lam = get_lambda(model)
     if lam is not None and lam < 1.0:
         raise DeployError(f"deep-training slope lambda is {lam:.4g} < 1: the conv pairs are only mergeable at "
-                          "lambda = 1; finish the lambda schedule (or call space.set_lambda(model, 1.0)) before deploying")
+                          "lambda = 1; finish the lambda schedule (or call space.set_lambda(model, 1.0)) first")
     model.eval()
     with torch.no_grad():
         _walk(model)
