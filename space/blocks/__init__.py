@@ -2,3 +2,4 @@
 
 from space.blocks import resnet  # noqa: F401
 from space.blocks import plain  # noqa: F401
+from space.blocks import mbconv  # noqa: F401
