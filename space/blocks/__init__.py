@@ -2,4 +2,6 @@
 
 from space.blocks import resnet  # noqa: F401
 from space.blocks import plain  # noqa: F401
+from space.blocks import ghost  # noqa: F401
+from space.blocks import gghost  # noqa: F401
 from space.blocks import mbconv  # noqa: F401
