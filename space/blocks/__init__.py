@@ -5,3 +5,4 @@ from space.blocks import plain  # noqa: F401
 from space.blocks import ghost  # noqa: F401
 from space.blocks import gghost  # noqa: F401
 from space.blocks import mbconv  # noqa: F401
+from space.blocks import regnet  # noqa: F401
