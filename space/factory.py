@@ -8,9 +8,8 @@ from torch import nn
 
 from space.arch import Arch
 from space.builder import Net, build
-from space.errors import SpecError
 from space.reparam import deploy as deploy_model
-from space.zoo import MODELS
+from space.zoo import MODELS, find_entry, get_arch
 
 
 def resolve_arch(spec: str | Path | Arch) -> Arch:
@@ -18,12 +17,11 @@ def resolve_arch(spec: str | Path | Arch) -> Arch:
     if isinstance(spec, Arch):
         return spec.validate()
     text = str(spec)
-    if text in MODELS:
-        return MODELS.get(text).arch()
+    if text in MODELS or find_entry(text) is not None:
+        return get_arch(text)
     if text.endswith((".yaml", ".yml", ".json")) or Path(text).is_file():
         return Arch.load(text)
-    MODELS.get(text)  # raises UnknownNameError with a suggestion
-    raise SpecError(f"unknown model '{text}'")
+    return get_arch(text)  # raises UnknownNameError with a suggestion
 
 
 def create_model(spec: str | Path | Arch, *, deploy: bool = False, num_classes: int = 1000, in_chans: int = 3,

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from space.arch import Arch
+from space.errors import UnknownNameError
 from space.params import Registry
+
+# Exported networks (zoo entries) are directories NAME/ holding arch.yaml; these are searched, in order, after the
+# built-in named points: ./zoo, then every directory in $NAS_ZOO_PATH (os.pathsep-separated).
+ZOO_PATH_ENV = "NAS_ZOO_PATH"
 
 
 @dataclass(frozen=True)
@@ -41,9 +48,35 @@ def register_model(name: str, family: str, *, top1: float | None = None, paper: 
     return deco
 
 
+def zoo_dirs() -> list[Path]:
+    """Directories searched for exported entries: ./zoo, then $NAS_ZOO_PATH."""
+    extra = [Path(p) for p in os.environ.get(ZOO_PATH_ENV, "").split(os.pathsep) if p]
+    return [Path.cwd() / "zoo", *extra]
+
+
+def find_entry(name: str) -> Path | None:
+    """Directory of exported entry `name` (the first one on the search path), or None."""
+    for d in zoo_dirs():
+        if (d / name / "arch.yaml").is_file():
+            return d / name
+    return None
+
+
+def entry_names() -> list[str]:
+    """Names of the exported entries on the search path."""
+    names = {p.parent.name for d in zoo_dirs() if d.is_dir() for p in d.glob("*/arch.yaml")}
+    return sorted(names)
+
+
 def get_arch(name: str) -> Arch:
-    """The architecture of named point `name`."""
-    return MODELS.get(name).arch()
+    """The architecture of a built-in named point or of an exported zoo entry."""
+    if name in MODELS:
+        return MODELS.get(name).arch()
+    entry = find_entry(name)
+    if entry is None:
+        raise UnknownNameError("model", name, [*MODELS.names(), *entry_names()])
+    arch = Arch.load(entry / "arch.yaml")
+    return Arch(stem=arch.stem, stages=arch.stages, head=arch.head, name=name)
 
 
 def list_models(family: str | None = None) -> list[str]:
