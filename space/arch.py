@@ -198,6 +198,10 @@ class Arch:
             try:
                 st.params.validate_fields()
                 st.params.check(w_in=w_in, w_out=st.width, stride=st.stride)
+                for k, v in st.params.derived().items():
+                    if getattr(st, k) != v:
+                        raise SpecError(f"is {getattr(st, k)}, but these {st.block} parameters make it {v}", key=k,
+                                        hint=f"set {k}: {v}")
             except SpecError as e:
                 raise e.at(key_prefix=key) from None
             w_in = st.width

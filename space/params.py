@@ -53,6 +53,14 @@ class Params:
         """Spatial downsampling factor of a stem with these parameters (1 for blocks and heads)."""
         return 1
 
+    # Common stage keys ("depth", "stride") that a block family computes from its own fields (see `derived`); a
+    # search space fills these in instead of sampling them, so its points stay valid.
+    derived_keys: typing.ClassVar[tuple[str, ...]] = ()
+
+    def derived(self) -> dict[str, Any]:
+        """Values of the common stage keys named in `derived_keys`, computed from these parameters."""
+        return {}
+
     def fit(self, *, w_in: int, w_out: int) -> Params:
         """Return a copy adjusted to new channel counts after width scaling (e.g. clamp group widths)."""
         return self

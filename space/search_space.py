@@ -376,6 +376,8 @@ class Space:
         fam = comp.families[family]
         out: dict[str, Any] = {comp.type_key: family}
         for ck in comp.common:
+            if ck in fam.params.derived_keys:
+                continue
             if fixed and ck in fixed:
                 out[ck] = fixed[ck]
                 continue
@@ -397,6 +399,8 @@ class Space:
             else:
                 values[f.name] = pick(name, dom, get(*path, f.name))
         out.update({k: list(v) if isinstance(v, tuple) else v for k, v in values.items()})
+        if fam.params.derived_keys:
+            out.update(fam.params(**values).derived())
         return out
 
     # -- public API -------------------------------------------------------------------------------------------------
@@ -465,7 +469,8 @@ class Space:
                 best = 0
                 for fam in comp.families.values():
                     k = sum(not d.is_fixed for d in fam.fields.values())
-                    k += sum(not comp.common_domain(fam.name, ck, i)[1].is_fixed for ck in comp.common)
+                    k += sum(not comp.common_domain(fam.name, ck, i)[1].is_fixed for ck in comp.common
+                             if ck not in fam.params.derived_keys)
                     best = max(best, k)
                 names += [f"{pre}.{j}" for j in range(best)]
         return names
@@ -499,7 +504,7 @@ class Space:
         for fam in comp.families.values():
             n = 1.0
             for ck in comp.common:
-                if pattern and ck == "depth":
+                if (pattern and ck == "depth") or ck in fam.params.derived_keys:
                     continue
                 n *= comp.common_domain(fam.name, ck, index)[1].cardinality()
             dependents: dict[str, list] = {}
