@@ -6,3 +6,4 @@ from space.blocks import ghost  # noqa: F401
 from space.blocks import gghost  # noqa: F401
 from space.blocks import mbconv  # noqa: F401
 from space.blocks import regnet  # noqa: F401
+from space.blocks import convnext  # noqa: F401
