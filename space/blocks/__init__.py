@@ -7,3 +7,5 @@ from space.blocks import gghost  # noqa: F401
 from space.blocks import mbconv  # noqa: F401
 from space.blocks import regnet  # noqa: F401
 from space.blocks import convnext  # noqa: F401
+from space.blocks import repvgg  # noqa: F401
+from space.blocks import vanillanet  # noqa: F401
