@@ -138,8 +138,11 @@ class Arch:
         for i, raw in enumerate(data["stages"]):
             key = f"stages[{i}]"
             st = _component(raw, key, ("block", "depth", "width", "stride"), BLOCKS, type_key="block")
-            stages.append(Stage(block=st["block"], depth=_int(st, "depth", key), width=_int(st, "width", key),
-                                stride=_int(st, "stride", key, default=1), params=st["params"]))
+            derived = st["params"].derived()  # keys the family computes may be left out
+            depth = _int(st, "depth", key, default=derived.get("depth"))
+            stride = _int(st, "stride", key, default=derived.get("stride", 1))
+            stages.append(Stage(block=st["block"], depth=depth, width=_int(st, "width", key), stride=stride,
+                                params=st["params"]))
         head = _component(data["head"], "head", ("type",), HEADS)
         name = data.get("name")
         if name is not None and not isinstance(name, str):

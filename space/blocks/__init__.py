@@ -9,3 +9,4 @@ from space.blocks import regnet  # noqa: F401
 from space.blocks import convnext  # noqa: F401
 from space.blocks import repvgg  # noqa: F401
 from space.blocks import vanillanet  # noqa: F401
+from space.blocks import parnet  # noqa: F401
