@@ -28,7 +28,8 @@ class PlainParams(Params):
 
     kernel: int = param(3, choices=(1, 3, 5, 7, 11))
     norm: str = param("batchnorm", choices=norm_names)
-    bias: bool = param(False, doc="conv bias even with a norm (VGG-BN keeps it); always on without a norm")
+    bias: bool = param(False, when=("norm", ("batchnorm", "layernorm")),
+                       doc="conv bias despite the norm (VGG-BN keeps it); always on without a norm")
     act: str = param("relu", choices=act_names)
     act_n: int = param(3, min=1, max=7, when=("act", ("series",)), doc="series activation n")
     down: str = param("maxpool", choices=("maxpool", "avgpool", "conv"),

@@ -101,6 +101,11 @@ def test_plain_rejects_an_unknown_downsampling_style() -> None:
     assert e.key == "stages[0].down" and "did you mean 'maxpool'" in str(e)
 
 
+def test_plain_bias_is_only_a_choice_with_a_norm() -> None:
+    e = spec_error([{"block": "plain", "depth": 1, "width": 8, "stride": 2, "norm": "none", "bias": True}])
+    assert e.key == "stages[0].bias" and "only applies when norm" in str(e)
+
+
 def test_conv_stem_rejects_a_pool_padding_above_half_the_kernel() -> None:
     e = spec_error([{"block": "plain", "depth": 1, "width": 8, "stride": 1}],
                    stem={"type": "conv", "width": 8, "pool": "max", "pool_kernel": 3, "pool_padding": 2})
