@@ -135,8 +135,10 @@ def gghost_stage(w_in: int, stage: Stage, ctx: BuildContext) -> nn.Module:
 
 # -- named points ---------------------------------------------------------------------------------------------------
 def g_ghost_regnetx(depths: tuple[int, ...], widths: tuple[int, ...], group_width: int) -> Arch:
-    """G-Ghost RegNetX: conv3x3 s2 → 32 stem; stage 1 plain X blocks, later stages G-Ghost when deeper than 2 blocks;
-    bottleneck multiplier 1, group width capped at the stage width; GAP, dropout 0.2, Linear."""
+    """G-Ghost RegNetX: stage 1 plain X blocks, later stages G-Ghost when deeper than 2 blocks.
+
+    Stem conv3x3 s2 → 32; bottleneck multiplier 1; group width capped at the stage width; GAP, dropout 0.2, Linear.
+    """
     stages = []
     for i, (d, w) in enumerate(zip(depths, widths)):
         gw = min(w, group_width)

@@ -51,8 +51,7 @@ class GhostParams(Params):
 
 
 class GhostModule(nn.Module):
-    """C-Ghost module: primary k×k conv to ceil(w_out / ratio) channels, a depthwise d×d op makes (ratio − 1)× as
-    many "ghost" channels from them, both concatenated and cut to `w_out`."""
+    """C-Ghost module: a primary conv makes ceil(w_out / ratio) channels, a depthwise op the rest, cut to w_out."""
 
     def __init__(self, w_in: int, w_out: int, *, ratio: int = 2, kernel: int = 1, dw_kernel: int = 3,
                  act: str = "relu", act_n: int = 3, norm: str = "batchnorm"):
@@ -93,8 +92,11 @@ def ghost_bottleneck(w_in: int, w_out: int, stride: int, p: GhostParams, drop_pa
 def ghost_stage(w_in: int, stage: Stage, ctx: BuildContext) -> nn.Module:
     """GhostNet bottlenecks: ghost module, (dw stride), (SE), linear ghost module, + shortcut."""
     p: GhostParams = stage.params
-    return sequential_stage(w_in, stage, ctx, lambda w_in, w_out, stride, i: ghost_bottleneck(
-        w_in, w_out, stride, p, ctx.drop_path(i)))
+
+    def block(w_in: int, w_out: int, stride: int, i: int) -> nn.Module:
+        return ghost_bottleneck(w_in, w_out, stride, p, ctx.drop_path(i))
+
+    return sequential_stage(w_in, stage, ctx, block)
 
 
 # -- named points ---------------------------------------------------------------------------------------------------
@@ -111,8 +113,10 @@ GHOSTNET_BLOCKS = (
 
 
 def ghostnet(width: float = 1.0, blocks: tuple[tuple[int, int, int, float, int], ...] = GHOSTNET_BLOCKS) -> Arch:
-    """GhostNet at width multiplier `width` (channels rounded to multiples of 4, as published); a run of identical
-    stride-1 blocks becomes one stage."""
+    """GhostNet at width multiplier `width` (channels rounded to multiples of 4, as published).
+
+    A run of identical stride-1 blocks becomes one stage.
+    """
 
     def ch(c: int) -> int:
         return make_divisible(c * width, 4)
