@@ -127,10 +127,11 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """A new conv (with bias) computing conv → bn (eval mode)."""
     w, b = conv_bn_weights(conv.weight, conv.bias, bn)
     fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                      conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode)
+                      conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,
+                      device=conv.weight.device, dtype=conv.weight.dtype)
     fused.weight.data.copy_(w.detach())
     fused.bias.data.copy_(b.detach())
-    return fused.to(conv.weight.device)
+    return fused
 
 
 # -- squeeze-excitation, drop path ----------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ class RepVGGBlock(nn.Module):
             conv = self.conv_kxk.conv
             weight, bias = self.merged_kernel()
             fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                              groups=conv.groups, bias=True).to(weight.device)
+                              groups=conv.groups, bias=True, device=weight.device, dtype=weight.dtype)
             fused.weight.data.copy_(weight.detach())
             fused.bias.data.copy_(bias.detach())
             self.fused = fused

@@ -79,7 +79,7 @@ class DeepTrainingConv(nn.Module):
             w2, b2 = self.conv2.weight, self.conv2.bias
         w2 = w2.flatten(1)
         merged = nn.Conv2d(self.conv1.in_channels, self.conv2.out_channels, self.conv1.kernel_size,
-                           self.conv1.stride, self.conv1.padding, bias=True).to(w1.device)
+                           self.conv1.stride, self.conv1.padding, bias=True, device=w1.device, dtype=w1.dtype)
         merged.weight.data.copy_(torch.einsum("om,mikl->oikl", w2, w1).detach())
         merged.bias.data.copy_((w2 @ b1 + b2).detach())
         self.merged = merged
