@@ -113,10 +113,11 @@ class ParBlock(nn.Module):
                 iw, ib = conv_bn_weights(self._identity_kernel(weight), None, self.identity)
                 weight, bias = weight + iw, bias + ib
                 self.identity = None
-            conv = nn.Conv2d(self.w_in, self.w_out, 3, self.stride, 1, groups=self.groups, bias=True)
+            conv = nn.Conv2d(self.w_in, self.w_out, 3, self.stride, 1, groups=self.groups, bias=True,
+                             device=weight.device, dtype=weight.dtype)
             conv.weight.data.copy_(weight.detach())
             conv.bias.data.copy_(bias.detach())
-            self.dense = conv.to(weight.device)
+            self.dense = conv
             self.point = self.pool = None
         if hasattr(self.act, "reparameterize"):
             self.act.reparameterize()
