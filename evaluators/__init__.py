@@ -1,5 +1,20 @@
 """`evaluators`: measured cost, measured latency, proxy training and zero-cost proxies of architectures."""
 
 from evaluators.cost import Cost, measure_cost
+from evaluators.data import Data, DataConfig, DataError, load_data
+from evaluators.latency import (
+    LatencyCache,
+    LatencyConfig,
+    LatencyError,
+    LatencyResult,
+    device_fingerprint,
+    measure_latency,
+)
+from evaluators.train import TrainConfig, TrainingDiverged, TrainResult, train_model
+from evaluators.zero_cost import score
 
-__all__ = ["Cost", "measure_cost"]
+__all__ = [
+    "Cost", "measure_cost", "Data", "DataConfig", "DataError", "load_data", "LatencyCache", "LatencyConfig",
+    "LatencyError", "LatencyResult", "device_fingerprint", "measure_latency", "TrainConfig", "TrainResult",
+    "TrainingDiverged", "train_model", "score",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
@@ -9,12 +10,13 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from space import Arch, count_params, create_model
+from space import Arch, count_params, create_model, resolve_arch, set_lambda
+from space import deploy as to_deploy
 
 
 @dataclass(frozen=True)
 class Cost:
-    """Cost figures of one model at one input size: params, MACs (FLOPs / 2) and activations (output elements)."""
+    """Cost of one model at one input size: params, MACs (FLOPs / 2), activations (conv/linear output elements)."""
 
     params: int
     macs: int
@@ -22,6 +24,7 @@ class Cost:
     input_size: int
     params_deploy: int | None = None
     macs_deploy: int | None = None
+    activations_deploy: int | None = None
 
     def to_dict(self) -> dict:
         """Plain dict."""
@@ -107,19 +110,54 @@ def count_activations(model: nn.Module, input_size: int = 224, in_chans: int = 3
 
 def measure_cost(arch: Arch | str, *, input_size: int = 224, num_classes: int = 1000, in_chans: int = 3,
                  width_mult: float = 1.0, deploy: bool = True) -> Cost:
-    """Params/MACs/activations of the training form, plus params/MACs of the deploy form when `deploy`."""
-    model = create_model(arch, num_classes=num_classes, in_chans=in_chans, width_mult=width_mult)
-    params = count_params(model)
-    macs = count_macs(model, input_size, in_chans)
-    acts = count_activations(model, input_size, in_chans)
-    pd = md = None
-    if deploy:
-        from space import deploy as to_deploy, set_lambda
+    """Params/MACs/activations of the training form, plus those of the deploy form when `deploy`.
 
+    The model is built on the meta device (shapes, no weights), so a constraint check takes milliseconds; results
+    are memoized per architecture and settings.
+    """
+    point = resolve_arch(arch).scaled(width_mult)
+    return _cost(point, input_size, num_classes, in_chans, deploy)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cost(arch: Arch, input_size: int, num_classes: int, in_chans: int, deploy: bool) -> Cost:
+    try:
+        return _measure(arch, input_size, num_classes, in_chans, deploy, "meta")
+    except (NotImplementedError, RuntimeError):  # a family that reads weight values while building or fusing
+        return _measure(arch, input_size, num_classes, in_chans, deploy, "cpu")
+
+
+def _measure(arch: Arch, input_size: int, num_classes: int, in_chans: int, deploy: bool, device: str) -> Cost:
+    with torch.device(device):
+        model = create_model(arch, num_classes=num_classes, in_chans=in_chans)
+        params = count_params(model)
+        macs, acts = _macs_and_activations(model, input_size, in_chans)
+        if not deploy:
+            return Cost(params=params, macs=macs, activations=acts, input_size=input_size)
         set_lambda(model, 1.0)
         to_deploy(model)
-        pd, md = count_params(model), count_macs(model, input_size, in_chans)
-    return Cost(params=params, macs=macs, activations=acts, input_size=input_size, params_deploy=pd, macs_deploy=md)
+        macs_d, acts_d = _macs_and_activations(model, input_size, in_chans)
+        return Cost(params=params, macs=macs, activations=acts, input_size=input_size,
+                    params_deploy=count_params(model), macs_deploy=macs_d, activations_deploy=acts_d)
+
+
+def _macs_and_activations(model: nn.Module, input_size: int, in_chans: int) -> tuple[int, int]:
+    """`count_macs` and `count_activations` from one forward pass."""
+    acts = 0
+
+    def count(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
+        nonlocal acts
+        acts += out.numel()
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            model(torch.zeros(1, in_chans, input_size, input_size, device=_device(model)))
+    finally:
+        for h in hooks:
+            h.remove()
+    return fc.get_total_flops() // 2, acts
 
 
 def _device(model: nn.Module) -> torch.device:

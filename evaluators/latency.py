@@ -1,0 +1,513 @@
+"""Measured latency of the deploy form of an architecture, cached by (architecture, device fingerprint, settings).
+
+A measurement warms up, then times blocks of calls until the median is stable (IQR / median below a target) or a
+time budget runs out; CUDA is timed with events. CPU thread count, dtype, memory format and runtime (eager,
+TorchScript trace+freeze, ONNX Runtime) are explicit settings, because each changes the answer. Measurements on one
+device are serialized across processes by a file lock, optionally pinned to cores kept free of training, and the CPU
+load of other processes during the measurement is recorded: above a threshold the measurement is repeated, and
+flagged when it never gets below.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import functools
+import gc
+import hashlib
+import json
+import logging
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from space import Arch, count_params, create_model, resolve_arch
+from space.errors import NasError, did_you_mean
+
+BACKENDS = ("eager", "torchscript", "onnxruntime")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
+BLOCK_SECONDS = 0.02  # calls are timed in blocks this long, so the timer's own cost and jitter do not count
+RETRY_WAIT_SECONDS = 1.0  # pause before re-measuring under load, to let a burst from another process pass
+
+
+class LatencyError(NasError):
+    """A latency setting that cannot be measured here (unknown backend or dtype, no CUDA, bad cache file...)."""
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    """Where and how to time: the settings that change the answer, then how hard to try for a stable estimate.
+
+    `cpus` pins the measuring thread to those cores (keep them free of training trials); `max_attempts` bounds the
+    re-measurements while other processes load the CPU above `load_threshold` cores.
+    """
+
+    device: str = "cpu"
+    batch_size: int = 1
+    resolution: int = 224
+    dtype: str = "float32"
+    threads: int = 1
+    channels_last: bool = False
+    backend: str = "eager"
+    warmup: int = 5
+    min_runs: int = 10
+    max_seconds: float = 5.0
+    target_rel_iqr: float = 0.05
+    load_threshold: float = 0.5
+    max_attempts: int = 3
+    cpus: tuple[int, ...] | None = None
+
+
+@dataclass
+class LatencyResult:
+    """Median and IQR (ms per batch) over `runs` timed blocks, with the context that produced them."""
+
+    median_ms: float
+    iqr_ms: float
+    runs: int
+    fingerprint: str
+    settings: dict
+    load: float
+    loaded: bool
+    cached: bool
+    params: int | None = None  # parameters of the model that was timed (the deploy form for measure_latency)
+
+    @property
+    def rel_iqr(self) -> float:
+        """IQR / median."""
+        return self.iqr_ms / self.median_ms if self.median_ms > 0 else float("inf")
+
+
+# -- public entry points ----------------------------------------------------------------------------------------------
+def measure_latency(arch: Arch | str, cfg: LatencyConfig = LatencyConfig(), *, num_classes: int = 1000,
+                    in_chans: int = 3, width_mult: float = 1.0,
+                    cache: LatencyCache | str | None = "default") -> LatencyResult:
+    """Latency of the deploy form of `arch` in eval mode; cached, and serialized per device by a file lock."""
+    cfg = _normalize(cfg)
+    point = resolve_arch(arch).scaled(width_mult)
+    settings = latency_settings(cfg, num_classes=num_classes, in_chans=in_chans)
+    fingerprint = device_fingerprint(cfg.device, cfg.threads, cfg.backend)
+    store = open_cache(cache)
+    hit = store.get(point.hash, fingerprint, settings) if store else None
+    if hit is not None and not hit.loaded:
+        return hit
+    with device_lock(cfg.device, store.path.parent if store else default_cache_dir()):
+        hit = store.get(point.hash, fingerprint, settings) if store else None  # measured while we waited?
+        if hit is not None and not hit.loaded:
+            return hit
+        result = time_model(timed_model(point, cfg, num_classes=num_classes, in_chans=in_chans), cfg,
+                            in_chans=in_chans)
+        result.settings = settings
+        if hit is not None and hit.load <= result.load:
+            return hit  # both were measured under load; keep the quieter one
+        if store:
+            store.put(point.hash, fingerprint, settings, result, name=point.name,
+                      info=device_info(cfg.device, cfg.threads, cfg.backend))
+    return result
+
+
+def timed_model(arch: Arch | str, cfg: LatencyConfig = LatencyConfig(), *, num_classes: int = 1000,
+                in_chans: int = 3, width_mult: float = 1.0) -> nn.Module:
+    """The module `measure_latency` times: the deploy form (lambda 1, re-parameterized), in eval mode."""
+    model = create_model(arch, deploy=True, num_classes=num_classes, in_chans=in_chans, width_mult=width_mult)
+    return model.eval()
+
+
+def time_model(model: nn.Module, cfg: LatencyConfig = LatencyConfig(), *, in_chans: int = 3) -> LatencyResult:
+    """Time `model` as it is (any form), in eval mode, with the settings of `cfg`; not cached, not locked."""
+    cfg = _normalize(cfg)
+    device = torch.device(cfg.device)
+    dtype = DTYPES[cfg.dtype]
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.eval().to(device=device, dtype=dtype, memory_format=fmt)
+    x = torch.randn(cfg.batch_size, in_chans, cfg.resolution, cfg.resolution, generator=torch.Generator()
+                    .manual_seed(0)).to(device=device, dtype=dtype).contiguous(memory_format=fmt)
+    params = count_params(model)
+    with _pinned(cfg):
+        fn, events = _runner(model, x, cfg)
+        best: LatencyResult | None = None
+        for attempt in range(cfg.max_attempts):
+            if attempt:
+                time.sleep(RETRY_WAIT_SECONDS)
+            median, iqr, runs, load = _time(fn, cfg, events)
+            result = LatencyResult(median_ms=median, iqr_ms=iqr, runs=runs, load=load,
+                                   fingerprint=device_fingerprint(cfg.device, cfg.threads, cfg.backend),
+                                   settings=latency_settings(cfg), loaded=load > cfg.load_threshold, cached=False,
+                                   params=params)
+            if best is None or result.load < best.load:
+                best = result
+            if not result.loaded:
+                break
+    assert best is not None  # max_attempts >= 1 is checked in _normalize
+    return best
+
+
+def latency_settings(cfg: LatencyConfig, *, num_classes: int = 1000, in_chans: int = 3) -> dict:
+    """The settings that change the answer (the cache key besides the architecture and the device fingerprint)."""
+    return {"form": "deploy", "device": cfg.device, "batch_size": cfg.batch_size, "resolution": cfg.resolution,
+            "dtype": cfg.dtype, "threads": cfg.threads, "channels_last": cfg.channels_last, "backend": cfg.backend,
+            "num_classes": num_classes, "in_chans": in_chans}
+
+
+# -- device identity --------------------------------------------------------------------------------------------------
+def device_info(device: str = "cpu", threads: int = 1, backend: str = "eager") -> dict:
+    """What makes latency on this device comparable: processor, core count, GPU and driver, runtime versions."""
+    info: dict = {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": threads, "torch": torch.__version__,
+                  "mkldnn": torch.backends.mkldnn.is_available(), "backend": backend}
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        index = dev.index if dev.index is not None else 0
+        props = torch.cuda.get_device_properties(index)
+        info.update(gpu=props.name, capability=f"{props.major}.{props.minor}", memory=props.total_memory,
+                    cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(), driver=_gpu_driver(index))
+    if backend == "onnxruntime":
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    return info
+
+
+def device_fingerprint(device: str = "cpu", threads: int = 1, backend: str = "eager") -> str:
+    """16 hex chars identifying `device_info`: a change of machine, driver or runtime version changes it."""
+    blob = json.dumps(device_info(device, threads, backend), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Hardware", "cpu model", "Model"):
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@functools.cache
+def _gpu_driver(index: int) -> str:
+    try:
+        out = subprocess.run(["nvidia-smi", f"--id={index}", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+# -- cache and lock ---------------------------------------------------------------------------------------------------
+def default_cache_dir() -> Path:
+    """$NAS_CACHE_DIR, else $XDG_CACHE_HOME/nas, else ~/.cache/nas."""
+    if os.environ.get("NAS_CACHE_DIR"):
+        return Path(os.environ["NAS_CACHE_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nas"
+
+
+class LatencyCache:
+    """A SQLite table of measurements keyed by (architecture hash, device fingerprint, settings JSON)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path).expanduser()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.execute("CREATE TABLE IF NOT EXISTS latency (arch_hash TEXT NOT NULL, fingerprint TEXT NOT NULL, "
+                           "settings TEXT NOT NULL, median_ms REAL NOT NULL, iqr_ms REAL NOT NULL, "
+                           "runs INTEGER NOT NULL, load REAL NOT NULL, loaded INTEGER NOT NULL, params INTEGER, "
+                           "name TEXT, measured_at REAL NOT NULL, PRIMARY KEY (arch_hash, fingerprint, settings))")
+                db.execute("CREATE TABLE IF NOT EXISTS devices (fingerprint TEXT PRIMARY KEY, info TEXT NOT NULL)")
+        except (sqlite3.Error, OSError) as e:
+            raise LatencyError(f"{self.path}: cannot use it as the latency cache ({e}); delete the file or choose "
+                               "another path (NAS_CACHE_DIR)") from None
+
+    @classmethod
+    def default(cls) -> LatencyCache:
+        """The user-level cache: <default_cache_dir()>/latency.sqlite."""
+        return cls(default_cache_dir() / "latency.sqlite")
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=60)
+        try:
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    def get(self, arch_hash: str, fingerprint: str, settings: dict) -> LatencyResult | None:
+        """The stored measurement, or None."""
+        with self._connect() as db:
+            row = db.execute("SELECT median_ms, iqr_ms, runs, load, loaded, params FROM latency "
+                             "WHERE arch_hash = ? AND fingerprint = ? AND settings = ?",
+                             (arch_hash, fingerprint, _key(settings))).fetchone()
+        if row is None:
+            return None
+        median, iqr, runs, load, loaded, params = row
+        return LatencyResult(median_ms=median, iqr_ms=iqr, runs=runs, fingerprint=fingerprint, settings=dict(settings),
+                             load=load, loaded=bool(loaded), cached=True, params=params)
+
+    def put(self, arch_hash: str, fingerprint: str, settings: dict, result: LatencyResult, *,
+            name: str | None = None, info: dict | None = None) -> None:
+        """Store (or replace) a measurement, and the device description behind the fingerprint."""
+        with self._connect() as db:
+            db.execute("INSERT OR REPLACE INTO latency VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (arch_hash, fingerprint, _key(settings), result.median_ms, result.iqr_ms, result.runs,
+                        result.load, int(result.loaded), result.params, name, time.time()))
+            if info is not None:
+                db.execute("INSERT OR REPLACE INTO devices VALUES (?, ?)", (fingerprint, json.dumps(info)))
+
+    def __len__(self) -> int:
+        with self._connect() as db:
+            return db.execute("SELECT COUNT(*) FROM latency").fetchone()[0]
+
+
+def open_cache(cache: LatencyCache | str | Path | None) -> LatencyCache | None:
+    """A cache from a LatencyCache, a path, "default" (the user-level cache) or None (no caching)."""
+    if cache is None or isinstance(cache, LatencyCache):
+        return cache
+    return LatencyCache.default() if cache == "default" else LatencyCache(cache)
+
+
+@contextlib.contextmanager
+def device_lock(device: str, directory: str | Path) -> Iterator[Path]:
+    """Hold an exclusive file lock for `device` (one measurement per device at a time, across processes)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"latency-{device.replace(':', '')}.lock"
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield path
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _key(settings: dict) -> str:
+    return json.dumps(settings, sort_keys=True, separators=(",", ":"))
+
+
+# -- settings ---------------------------------------------------------------------------------------------------------
+def _normalize(cfg: LatencyConfig) -> LatencyConfig:
+    """Canonical device and dtype names, and one-line errors for settings this machine cannot measure."""
+    dtype = DTYPE_ALIASES.get(cfg.dtype, cfg.dtype)
+    if dtype not in DTYPES:
+        raise LatencyError(f"latency dtype '{cfg.dtype}' unknown; {did_you_mean(cfg.dtype, DTYPES)}")
+    if cfg.backend not in BACKENDS:
+        raise LatencyError(f"latency backend '{cfg.backend}' unknown; {did_you_mean(cfg.backend, BACKENDS)}")
+    try:
+        dev = torch.device(cfg.device)
+    except RuntimeError:
+        raise LatencyError(f"latency device '{cfg.device}' unknown; use cpu or cuda[:N]") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise LatencyError(f"latency device '{cfg.device}': CUDA is not available on this machine; use cpu")
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        if index >= torch.cuda.device_count():
+            raise LatencyError(f"latency device '{cfg.device}': only {torch.cuda.device_count()} GPU(s) here")
+        device = f"cuda:{index}"
+    elif dev.type == "cpu":
+        device = "cpu"
+        if dtype == "float16":
+            raise LatencyError("latency dtype float16 is for CUDA; use float32 (or bfloat16) on cpu")
+    else:
+        raise LatencyError(f"latency device '{cfg.device}' is not supported; use cpu or cuda[:N]")
+    if cfg.backend == "onnxruntime":
+        if dtype == "bfloat16":
+            raise LatencyError("latency backend onnxruntime takes float32 or float16 models, not bfloat16")
+        if cfg.channels_last:
+            raise LatencyError("channels_last is a PyTorch memory format; onnxruntime picks its own layout, so "
+                               "leave channels_last off with that backend")
+    for key in ("batch_size", "resolution", "threads", "min_runs", "max_attempts"):
+        if getattr(cfg, key) < 1:
+            raise LatencyError(f"latency {key} must be >= 1, got {getattr(cfg, key)}")
+    if cfg.cpus is not None:
+        allowed = os.sched_getaffinity(0)
+        if not cfg.cpus or not set(cfg.cpus) <= allowed:
+            raise LatencyError(f"latency cpus {list(cfg.cpus)} are not all available; this process may use "
+                               f"{sorted(allowed)}")
+    return dataclasses.replace(cfg, device=device, dtype=dtype)
+
+
+@contextlib.contextmanager
+def _pinned(cfg: LatencyConfig) -> Iterator[None]:
+    """Pin torch's thread count (and the calling thread's cores when `cpus` is set); restore both after."""
+    threads = torch.get_num_threads()
+    affinity = os.sched_getaffinity(0) if cfg.cpus is not None else None
+    benchmark = torch.backends.cudnn.benchmark
+    torch.set_num_threads(cfg.threads)
+    torch.backends.cudnn.benchmark = True
+    if cfg.cpus is not None:
+        os.sched_setaffinity(0, cfg.cpus)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.backends.cudnn.benchmark = benchmark
+        if affinity is not None:
+            os.sched_setaffinity(0, affinity)
+
+
+# -- runtimes ---------------------------------------------------------------------------------------------------------
+def _runner(model: nn.Module, x: torch.Tensor, cfg: LatencyConfig) -> tuple[Callable[[], object], bool]:
+    """A zero-argument call running one inference in the chosen runtime, and whether CUDA events can time it."""
+    cuda = x.device.type == "cuda"
+    if cfg.backend == "eager":
+        return _no_grad(lambda: model(x)), cuda
+    if cfg.backend == "torchscript":
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated")
+            traced = torch.jit.freeze(torch.jit.trace(model, x).eval())
+        return _no_grad(lambda: traced(x)), cuda
+    return _onnxruntime(model, x, cfg), False  # ORT runs on its own CUDA stream and returns when done
+
+
+def _no_grad(fn: Callable[[], object]) -> Callable[[], object]:
+    def call() -> object:
+        with torch.inference_mode():
+            return fn()
+
+    return call
+
+
+def _onnxruntime(model: nn.Module, x: torch.Tensor, cfg: LatencyConfig) -> Callable[[], object]:
+    """Export to ONNX and run in an ONNX Runtime session with `threads` intra-op threads."""
+    try:
+        import numpy as np
+        import onnxruntime as ort
+    except ImportError:
+        raise LatencyError("backend onnxruntime needs the onnx extra: pip install 'nas[onnx]'") from None
+    proto = _export_onnx(model, x)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = cfg.threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    if x.device.type == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise LatencyError("onnxruntime here has no CUDAExecutionProvider; install onnxruntime-gpu")
+        providers: list = [("CUDAExecutionProvider", {"device_id": x.device.index})]
+    else:
+        providers = ["CPUExecutionProvider"]
+    sess = ort.InferenceSession(proto, sess_options=opts, providers=providers)
+    name = sess.get_inputs()[0].name
+    if x.device.type == "cuda":
+        binding = sess.io_binding()
+        element = np.float16 if x.dtype == torch.float16 else np.float32
+        binding.bind_input(name, "cuda", x.device.index, element, tuple(x.shape), x.data_ptr())
+        binding.bind_output(sess.get_outputs()[0].name, "cuda", x.device.index)
+        return lambda: sess.run_with_iobinding(binding)
+    feed = {name: x.numpy()}
+    return lambda: sess.run(None, feed)
+
+
+def _export_onnx(model: nn.Module, x: torch.Tensor) -> bytes:
+    """The ONNX bytes of `model` at the input shape of `x` (torch.export based; the TorchScript exporter if not)."""
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                program = torch.onnx.export(model, (x,), dynamo=True, verbose=False, input_names=["x"],
+                                            output_names=["logits"])
+                return program.model_proto.SerializeToString()
+            except Exception:  # the torch.export path rejects some graphs the TorchScript exporter handles
+                import io
+
+                buf = io.BytesIO()
+                torch.onnx.export(model, (x,), buf, dynamo=False, input_names=["x"], output_names=["logits"])
+                return buf.getvalue()
+    except Exception as e:
+        raise LatencyError(f"cannot export {type(model).__name__} to ONNX ({type(e).__name__}: {e}); use the "
+                           "eager or torchscript backend") from None
+    finally:
+        quiet.setLevel(level)
+
+
+# -- the timing loop --------------------------------------------------------------------------------------------------
+def _time(fn: Callable[[], object], cfg: LatencyConfig, events: bool) -> tuple[float, float, int, float]:
+    """(median ms, IQR ms, timed blocks, other processes' CPU load in cores) of `fn`, per call."""
+    cuda = cfg.device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    for _ in range(cfg.warmup):
+        fn()
+    sync()
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    calls = max(1, int(BLOCK_SECONDS / max(time.perf_counter() - t0, 1e-9)))
+    samples: list[float] = []
+    gc_was = gc.isenabled()
+    gc.disable()
+    before = _cpu_seconds()
+    start = time.perf_counter()
+    try:
+        while True:
+            samples.append(_block(fn, calls, sync, events) / calls)
+            elapsed = time.perf_counter() - start
+            stable = len(samples) >= cfg.min_runs and _iqr(samples) <= cfg.target_rel_iqr * statistics.median(samples)
+            if stable or (elapsed >= cfg.max_seconds and len(samples) >= 3):
+                break
+    finally:
+        if gc_was:
+            gc.enable()
+    load = _other_load(before, _cpu_seconds())
+    return statistics.median(samples), _iqr(samples), len(samples), load
+
+
+def _block(fn: Callable[[], object], calls: int, sync: Callable[[], None], events: bool) -> float:
+    """Milliseconds for `calls` consecutive calls (CUDA events around them on CUDA)."""
+    if events:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(calls):
+            fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    sync()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def _iqr(samples: list[float]) -> float:
+    if len(samples) < 2:
+        return 0.0
+    q = statistics.quantiles(samples, n=4, method="inclusive")
+    return q[2] - q[0]
+
+
+def _cpu_seconds() -> tuple[float, float, float] | None:
+    """(wall clock, CPU seconds of the whole system, CPU seconds of this process), or None without /proc/stat."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    ticks = os.sysconf("SC_CLK_TCK")
+    own = os.times()
+    return time.perf_counter(), (user + nice + system + irq + softirq + steal) / ticks, own.user + own.system
+
+
+def _other_load(before: tuple[float, float, float] | None, after: tuple[float, float, float] | None) -> float:
+    """Average cores used by other processes between two `_cpu_seconds` readings (0 when unknown)."""
+    if before is None or after is None or after[0] <= before[0]:
+        return 0.0
+    others = (after[1] - before[1]) - (after[2] - before[2])
+    return max(0.0, others / (after[0] - before[0]))

@@ -1,0 +1,259 @@
+"""Proxy training: train a built model for a budget on tensors held on the device and report validation top-1.
+
+SGD-momentum or AdamW, linear warm-up then cosine decay per step, label smoothing, weight decay (not on norms and
+biases), random crop/flip in batch on the device, autocast (bf16/fp16) and channels_last on CUDA, VanillaNet deep
+training (lambda annealed 0 → 1 over a fraction of the budget, so the deploy form is exact at the end) and drop path.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from evaluators.data import Data, augment
+from space.errors import SpecError, did_you_mean
+from space.layers import DropPath
+
+OPTIMIZERS = ("sgd", "adamw")
+AMP = ("auto", "off", "bf16", "fp16")
+SWITCH = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training budget and recipe. `amp`: auto | off | bf16 | fp16; `channels_last`: auto | on | off.
+
+    `drop_path_rate` sets a linearly increasing rate on the model's DropPath modules (build the model with
+    `create_model(..., drop_path_rate=r)` so its blocks have them); `threads` pins torch's CPU threads (None: leave).
+    """
+
+    epochs: int = 5
+    steps_per_epoch: int | None = None
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 0.5
+    label_smoothing: float = 0.1
+    augment: bool = True
+    amp: str = "auto"
+    channels_last: str = "auto"
+    lambda_fraction: float = 0.5
+    drop_path_rate: float = 0.0
+    seed: int = 0
+    device: str = "cpu"
+    threads: int | None = 1
+
+
+@dataclass
+class TrainResult:
+    """Final and per-epoch validation top-1, the budget actually used and the trained model."""
+
+    accuracy: float
+    history: list[float]
+    epochs: int
+    seconds: float
+    model: nn.Module
+    stopped_early: bool = False
+    losses: list[float] = field(default_factory=list)  # mean training loss of each epoch
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def train_model(model: nn.Module, data: Data, cfg: TrainConfig,
+                callback: Callable[[int, float], bool | None] | None = None) -> TrainResult:
+    """Train `model` on `data` with `cfg`; `callback(epoch, val_acc)` after each epoch may return True to stop."""
+    _check(cfg, data)
+    previous_threads = torch.get_num_threads()
+    previous_benchmark = torch.backends.cudnn.benchmark
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _Trainer(model, data, cfg).run(callback)
+    finally:
+        torch.set_num_threads(previous_threads)
+        torch.backends.cudnn.benchmark = previous_benchmark
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256,
+             amp_dtype: torch.dtype | None = None, channels_last: bool = False) -> float:
+    """Top-1 accuracy of `model` (in eval mode) on tensors `x`, `y` (on the model's device)."""
+    was = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    autocast = torch.autocast(x.device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+    try:
+        with torch.no_grad(), autocast:
+            for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
+                if channels_last:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                correct += (model(xb).argmax(1) == yb).sum()
+    finally:
+        model.train(was)
+    return correct.item() / max(1, len(y))
+
+
+class _Trainer:
+    """One training run; holds the resolved settings so the step loop stays small."""
+
+    def __init__(self, model: nn.Module, data: Data, cfg: TrainConfig):
+        self.cfg = cfg
+        self.device = torch.device(cfg.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.cuda = self.device.type == "cuda"
+        self.channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and self.cuda)
+        self.amp_dtype = _amp_dtype(cfg.amp, self.device)
+        self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last
+                              else torch.contiguous_format)
+        self.data = data if data.device == self.device else data.to(self.device)
+        n = len(self.data.y_train)
+        self.batch_size = min(cfg.batch_size, n)
+        self.steps_per_epoch = cfg.steps_per_epoch or max(1, n // self.batch_size)
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.warmup_steps = min(self.total_steps, round(cfg.warmup_epochs * self.steps_per_epoch))
+        self.lambda_steps = cfg.lambda_fraction * self.total_steps
+        self.deep = [m for m in self.model.modules() if hasattr(m, "set_lambda")]
+        self.optimizer = _optimizer(self.model, cfg)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.pad = max(1, data.x_train.shape[-1] // 8)
+        if cfg.drop_path_rate > 0:
+            drops = [m for m in self.model.modules() if isinstance(m, DropPath)]
+            for i, m in enumerate(drops):
+                m.p = cfg.drop_path_rate * i / max(1, len(drops) - 1)
+
+    def run(self, callback: Callable[[int, float], bool | None] | None) -> TrainResult:
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)  # dropout and drop path draw from the global generator
+        start = time.perf_counter()
+        history: list[float] = []
+        losses: list[float] = []
+        stopped = False
+        batches = self._batches()
+        step = 0
+        self._set_lambda(0)
+        for epoch in range(cfg.epochs):
+            self.model.train()
+            epoch_losses = torch.zeros(self.steps_per_epoch, device=self.device)
+            for s in range(self.steps_per_epoch):
+                epoch_losses[s] = self._step(step, next(batches))
+                # A CPU check is free; on CUDA it would synchronize every step, so it waits for the epoch's end.
+                if not self.cuda and not math.isfinite(epoch_losses[s].item()):
+                    raise TrainingDiverged(f"training loss is {epoch_losses[s].item()} at epoch {epoch} step {s} "
+                                           f"(global step {step}); lower the learning rate (lr={cfg.lr})")
+                step += 1
+            bad = (~torch.isfinite(epoch_losses)).nonzero()
+            if len(bad):
+                raise TrainingDiverged(f"training loss became non-finite at epoch {epoch} step {bad[0].item()}; "
+                                       f"lower the learning rate (lr={cfg.lr})")
+            losses.append(epoch_losses.mean().item())
+            history.append(evaluate(self.model, self.data.x_val, self.data.y_val, batch_size=2 * self.batch_size,
+                                    amp_dtype=self.amp_dtype, channels_last=self.channels_last))
+            if callback is not None and callback(epoch, history[-1]):
+                stopped = epoch < cfg.epochs - 1
+                break
+        if self.deep:
+            # The deploy form needs lambda = 1; an early-stopped run ends here too (its accuracy was measured
+            # at the lambda of its last epoch).
+            self._set_lambda(self.total_steps)
+        return TrainResult(accuracy=history[-1] if history else 0.0, history=history, epochs=len(history),
+                           seconds=time.perf_counter() - start, model=self.model, stopped_early=stopped,
+                           losses=losses)
+
+    def _step(self, step: int, idx: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        lr = self._lr(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if self.deep and step <= self.lambda_steps:
+            self._set_lambda(step)
+        x, y = self.data.x_train[idx], self.data.y_train[idx]
+        if cfg.augment:
+            x = augment(x, self.generator, pad=self.pad, hflip=self.data.hflip)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext():
+            out = self.model(x)
+        loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach()
+
+    def _lr(self, step: int) -> float:
+        """Linear warm-up to `lr`, then cosine decay to 0 at the end of the budget."""
+        if step < self.warmup_steps:
+            return self.cfg.lr * (step + 1) / self.warmup_steps
+        span = max(1, self.total_steps - self.warmup_steps)
+        return 0.5 * self.cfg.lr * (1.0 + math.cos(math.pi * (step - self.warmup_steps) / span))
+
+    def _set_lambda(self, step: int) -> None:
+        lam = 1.0 if self.lambda_steps <= 0 else min(1.0, step / self.lambda_steps)
+        for m in self.deep:
+            m.set_lambda(lam)
+
+    def _batches(self) -> Iterator[torch.Tensor]:
+        """Index batches from an endless stream of seeded permutations (the last partial batch is dropped)."""
+        n = len(self.data.y_train)
+        while True:
+            perm = torch.randperm(n, generator=self.generator).to(self.device)
+            for i in range(0, n - self.batch_size + 1, self.batch_size):
+                yield perm[i:i + self.batch_size]
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD-momentum or AdamW; weight decay on weights only (not on norm scales and biases)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    rest = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: auto is bf16 on CUDA when supported, else fp16, and off on other devices."""
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def _check(cfg: TrainConfig, data: Data) -> None:
+    """Reject settings that cannot work, naming the key and the choices."""
+    src = "train config"
+    for key, value, choices in (("optimizer", cfg.optimizer, OPTIMIZERS), ("amp", cfg.amp, AMP),
+                                ("channels_last", cfg.channels_last, SWITCH)):
+        if value not in choices:
+            raise SpecError(f"unknown value '{value}'", key=key, source=src, hint=did_you_mean(value, choices))
+    for key in ("epochs", "batch_size"):
+        if getattr(cfg, key) < 1:
+            raise SpecError(f"must be >= 1, got {getattr(cfg, key)}", key=key, source=src)
+    if cfg.steps_per_epoch is not None and cfg.steps_per_epoch < 1:
+        raise SpecError(f"must be >= 1 (or None for one pass), got {cfg.steps_per_epoch}", key="steps_per_epoch",
+                        source=src)
+    if not 0.0 <= cfg.lambda_fraction <= 1.0:
+        raise SpecError(f"must be in [0, 1], got {cfg.lambda_fraction}", key="lambda_fraction", source=src)
+    if not 0.0 <= cfg.drop_path_rate < 1.0:
+        raise SpecError(f"must be in [0, 1), got {cfg.drop_path_rate}", key="drop_path_rate", source=src)
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SpecError("CUDA is not available on this machine", key="device", source=src, hint="use 'cpu'")
+    if len(data.y_train) < 2:
+        raise SpecError(f"dataset '{data.name}' has {len(data.y_train)} training sample(s); BatchNorm needs >= 2",
+                        key="batch_size", source=src)
+    if cfg.batch_size < 2:
+        raise SpecError("must be >= 2 (BatchNorm needs two samples per batch)", key="batch_size", source=src)
