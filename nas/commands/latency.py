@@ -1,0 +1,61 @@
+"""`nas latency NAME|arch.yaml`: measured latency of the deploy form on this machine (cached per device)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `nas latency`."""
+    p = sub.add_parser("latency", help="measure the deploy-form latency of a named architecture or a file")
+    p.add_argument("model", help="a named point (see 'nas zoo list') or an architecture .yaml")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--backend", default="eager", help="eager, torchscript or onnxruntime (default eager)")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--input", type=int, default=None, help="input resolution (default: the model's own, or 224)")
+    p.add_argument("--dtype", default="float32", help="float32; float16 or bfloat16 on CUDA (bfloat16 also on cpu)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: stable, unaffected by load)")
+    p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--in-chans", type=int, default=3)
+    p.add_argument("--width-mult", type=float, default=1.0, help="scale every channel count")
+    p.add_argument("--max-seconds", type=float, default=5.0, help="time budget of one measurement attempt")
+    p.add_argument("--cpus", default=None, help="pin the measurement to these cores, e.g. '1' or '2,3'")
+    p.add_argument("--cache", default="default", help="latency cache file (default: $NAS_CACHE_DIR or "
+                   "~/.cache/nas/latency.sqlite)")
+    p.add_argument("--no-cache", action="store_true", help="measure again and do not store the result")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure (or read from the cache) and print one summary."""
+    from evaluators.latency import LatencyConfig, LatencyError, device_info, measure_latency
+    from space import MODELS, resolve_arch
+
+    arch = resolve_arch(args.model)
+    size = args.input or (MODELS.get(args.model).default_input if args.model in MODELS else 224)
+    try:
+        cpus = tuple(int(c) for c in args.cpus.split(",")) if args.cpus else None
+    except ValueError:
+        raise LatencyError(f"--cpus '{args.cpus}': expected core numbers separated by commas, e.g. '1' or '2,3'"
+                           ) from None
+    cfg = LatencyConfig(device=args.device, batch_size=args.batch_size, resolution=size, dtype=args.dtype,
+                        threads=args.threads, channels_last=args.channels_last, backend=args.backend,
+                        max_seconds=args.max_seconds, cpus=cpus)
+    r = measure_latency(arch, cfg, num_classes=args.num_classes, in_chans=args.in_chans, width_mult=args.width_mult,
+                        cache=None if args.no_cache else args.cache)
+    s = r.settings
+    info = device_info(s["device"], s["threads"], s["backend"])
+    where = info.get("gpu") or f"{info['cpu']}, {info['cores']} cores"
+    threads = f"{s['threads']} thread" + ("s" if s["threads"] > 1 else "")
+    print(f"{arch.name or args.model} (deploy form, hash {arch.scaled(args.width_mult).hash}): "
+          f"{r.median_ms:.3f} ms median, IQR {r.iqr_ms:.3f} ms ({100 * r.rel_iqr:.1f}%), {r.runs} runs"
+          + (" [cached]" if r.cached else ""))
+    print(f"  settings: {s['device']}, {s['backend']}, batch {s['batch_size']}, {s['resolution']}x{s['resolution']}, "
+          f"{s['dtype']}, {threads}" + (", channels_last" if s["channels_last"] else "")
+          + f", {s['num_classes']} classes, {r.params:,} params")
+    print(f"  device: {where}, torch {info['torch']} (fingerprint {r.fingerprint})")
+    print(f"  load from other processes: {r.load:.2f} cores"
+          + (f" — above the {cfg.load_threshold} threshold on every attempt; the figure may be inflated"
+             if r.loaded else ""))
+    return 0
