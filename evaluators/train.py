@@ -142,7 +142,6 @@ class _Trainer:
         stopped = False
         batches = self._batches()
         step = 0
-        self._set_lambda(0)
         for epoch in range(cfg.epochs):
             self.model.train()
             epoch_losses = torch.zeros(self.steps_per_epoch, device=self.device)
@@ -176,8 +175,8 @@ class _Trainer:
         lr = self._lr(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        if self.deep and step <= self.lambda_steps:
-            self._set_lambda(step)
+        if self.deep:
+            self._set_lambda(step + 1)
         x, y = self.data.x_train[idx], self.data.y_train[idx]
         if cfg.augment:
             x = augment(x, self.generator, pad=self.pad, hflip=self.data.hflip)
@@ -199,8 +198,9 @@ class _Trainer:
         span = max(1, self.total_steps - self.warmup_steps)
         return 0.5 * self.cfg.lr * (1.0 + math.cos(math.pi * (step - self.warmup_steps) / span))
 
-    def _set_lambda(self, step: int) -> None:
-        lam = 1.0 if self.lambda_steps <= 0 else min(1.0, step / self.lambda_steps)
+    def _set_lambda(self, steps_done: int) -> None:
+        """Deep-training slope after `steps_done` steps: linear, reaching 1 at `lambda_fraction` of the budget."""
+        lam = 1.0 if self.lambda_steps <= 0 else min(1.0, steps_done / self.lambda_steps)
         for m in self.deep:
             m.set_lambda(lam)
 
@@ -239,9 +239,11 @@ def _check(cfg: TrainConfig, data: Data) -> None:
                                 ("channels_last", cfg.channels_last, SWITCH)):
         if value not in choices:
             raise SpecError(f"unknown value '{value}'", key=key, source=src, hint=did_you_mean(value, choices))
-    for key in ("epochs", "batch_size"):
-        if getattr(cfg, key) < 1:
-            raise SpecError(f"must be >= 1, got {getattr(cfg, key)}", key=key, source=src)
+    if cfg.epochs < 1:
+        raise SpecError(f"must be >= 1, got {cfg.epochs}", key="epochs", source=src)
+    if cfg.batch_size < 2:
+        raise SpecError(f"must be >= 2 (BatchNorm needs two samples per batch), got {cfg.batch_size}",
+                        key="batch_size", source=src)
     if cfg.steps_per_epoch is not None and cfg.steps_per_epoch < 1:
         raise SpecError(f"must be >= 1 (or None for one pass), got {cfg.steps_per_epoch}", key="steps_per_epoch",
                         source=src)
@@ -255,5 +257,3 @@ def _check(cfg: TrainConfig, data: Data) -> None:
     if len(data.y_train) < 2:
         raise SpecError(f"dataset '{data.name}' has {len(data.y_train)} training sample(s); BatchNorm needs >= 2",
                         key="batch_size", source=src)
-    if cfg.batch_size < 2:
-        raise SpecError("must be >= 2 (BatchNorm needs two samples per batch)", key="batch_size", source=src)
