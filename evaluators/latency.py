@@ -100,19 +100,23 @@ def measure_latency(arch: Arch | str, cfg: LatencyConfig = LatencyConfig(), *, n
     settings = latency_settings(cfg, num_classes=num_classes, in_chans=in_chans)
     fingerprint = device_fingerprint(cfg.device, cfg.threads, cfg.backend)
     store = open_cache(cache)
-    hit = store.get(point.hash, fingerprint, settings) if store else None
+
+    def lookup() -> LatencyResult | None:
+        return store.get(point.hash, fingerprint, settings) if store is not None else None
+
+    hit = lookup()
     if hit is not None and not hit.loaded:
         return hit
-    with device_lock(cfg.device, store.path.parent if store else default_cache_dir()):
-        hit = store.get(point.hash, fingerprint, settings) if store else None  # measured while we waited?
+    with device_lock(cfg.device, store.path.parent if store is not None else default_cache_dir()):
+        hit = lookup()  # another process may have measured it while we waited for the lock
         if hit is not None and not hit.loaded:
             return hit
-        result = time_model(timed_model(point, cfg, num_classes=num_classes, in_chans=in_chans), cfg,
-                            in_chans=in_chans)
+        model = timed_model(point, cfg, num_classes=num_classes, in_chans=in_chans)
+        result = time_model(model, cfg, in_chans=in_chans)
         result.settings = settings
         if hit is not None and hit.load <= result.load:
             return hit  # both were measured under load; keep the quieter one
-        if store:
+        if store is not None:
             store.put(point.hash, fingerprint, settings, result, name=point.name,
                       info=device_info(cfg.device, cfg.threads, cfg.backend))
     return result
@@ -135,6 +139,8 @@ def time_model(model: nn.Module, cfg: LatencyConfig = LatencyConfig(), *, in_cha
     x = torch.randn(cfg.batch_size, in_chans, cfg.resolution, cfg.resolution, generator=torch.Generator()
                     .manual_seed(0)).to(device=device, dtype=dtype).contiguous(memory_format=fmt)
     params = count_params(model)
+    settings = latency_settings(cfg, num_classes=getattr(model, "num_classes", 1000), in_chans=in_chans,
+                                form="deploy" if getattr(model, "deployed", False) else "train")
     with _pinned(cfg):
         fn, events = _runner(model, x, cfg)
         best: LatencyResult | None = None
@@ -144,7 +150,7 @@ def time_model(model: nn.Module, cfg: LatencyConfig = LatencyConfig(), *, in_cha
             median, iqr, runs, load = _time(fn, cfg, events)
             result = LatencyResult(median_ms=median, iqr_ms=iqr, runs=runs, load=load,
                                    fingerprint=device_fingerprint(cfg.device, cfg.threads, cfg.backend),
-                                   settings=latency_settings(cfg), loaded=load > cfg.load_threshold, cached=False,
+                                   settings=settings, loaded=load > cfg.load_threshold, cached=False,
                                    params=params)
             if best is None or result.load < best.load:
                 best = result
@@ -154,9 +160,9 @@ def time_model(model: nn.Module, cfg: LatencyConfig = LatencyConfig(), *, in_cha
     return best
 
 
-def latency_settings(cfg: LatencyConfig, *, num_classes: int = 1000, in_chans: int = 3) -> dict:
+def latency_settings(cfg: LatencyConfig, *, num_classes: int = 1000, in_chans: int = 3, form: str = "deploy") -> dict:
     """The settings that change the answer (the cache key besides the architecture and the device fingerprint)."""
-    return {"form": "deploy", "device": cfg.device, "batch_size": cfg.batch_size, "resolution": cfg.resolution,
+    return {"form": form, "device": cfg.device, "batch_size": cfg.batch_size, "resolution": cfg.resolution,
             "dtype": cfg.dtype, "threads": cfg.threads, "channels_last": cfg.channels_last, "backend": cfg.backend,
             "num_classes": num_classes, "in_chans": in_chans}
 

@@ -20,6 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--in-chans", type=int, default=3)
     p.add_argument("--width-mult", type=float, default=1.0, help="scale every channel count")
     p.add_argument("--max-seconds", type=float, default=5.0, help="time budget of one measurement attempt")
+    p.add_argument("--load-threshold", type=float, default=0.5, help="re-measure while other processes use more "
+                   "than this many cores (default 0.5)")
     p.add_argument("--cpus", default=None, help="pin the measurement to these cores, e.g. '1' or '2,3'")
     p.add_argument("--cache", default="default", help="latency cache file (default: $NAS_CACHE_DIR or "
                    "~/.cache/nas/latency.sqlite)")
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
                            ) from None
     cfg = LatencyConfig(device=args.device, batch_size=args.batch_size, resolution=size, dtype=args.dtype,
                         threads=args.threads, channels_last=args.channels_last, backend=args.backend,
-                        max_seconds=args.max_seconds, cpus=cpus)
+                        max_seconds=args.max_seconds, load_threshold=args.load_threshold, cpus=cpus)
     r = measure_latency(arch, cfg, num_classes=args.num_classes, in_chans=args.in_chans, width_mult=args.width_mult,
                         cache=None if args.no_cache else args.cache)
     s = r.settings

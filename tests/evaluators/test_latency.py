@@ -1,0 +1,187 @@
+"""Measured latency: cache hit/miss, fingerprints, the deploy form is timed, load is detected, lock, runtimes, CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from torch import nn
+
+import space
+from evaluators.latency import (
+    LatencyCache,
+    LatencyConfig,
+    LatencyError,
+    device_fingerprint,
+    device_lock,
+    latency_settings,
+    measure_latency,
+    time_model,
+    timed_model,
+)
+from nas.cli import main
+from space import count_params, create_model
+
+# Tiny and quick: 32 px, a quarter of the widths, a short budget; a threshold no load reaches, so nothing retries.
+FAST = LatencyConfig(resolution=32, warmup=1, min_runs=3, max_seconds=0.2, load_threshold=1e9, max_attempts=1)
+SMALL = {"num_classes": 10, "width_mult": 0.25}
+
+
+def test_cache_miss_then_hit(tmp_path: Path) -> None:
+    cache = LatencyCache(tmp_path / "lat.sqlite")
+    first = measure_latency("resnet18", FAST, cache=cache, **SMALL)
+    assert not first.cached and first.median_ms > 0 and first.runs >= 3 and len(cache) == 1
+    again = measure_latency("resnet18", FAST, cache=str(tmp_path / "lat.sqlite"), **SMALL)
+    assert again.cached and again.median_ms == first.median_ms and again.runs == first.runs
+    assert again.fingerprint == first.fingerprint and again.settings == first.settings
+    # the same architecture under another name is the same entry (the key is the content hash)
+    arch = space.Arch.from_dict({**space.get_arch("resnet18").to_dict(), "name": "mine"})
+    assert measure_latency(arch, FAST, cache=cache, **SMALL).cached
+    # other settings, another width, or another class count are other entries
+    assert not measure_latency("resnet18", dataclasses.replace(FAST, batch_size=2), cache=cache, **SMALL).cached
+    assert not measure_latency("resnet18", FAST, cache=cache, num_classes=10, width_mult=0.5).cached
+    assert not measure_latency("resnet18", FAST, cache=cache, num_classes=5, width_mult=0.25).cached
+    assert len(cache) == 4
+
+
+def test_fingerprint_change_is_a_miss(tmp_path: Path) -> None:
+    fp = device_fingerprint("cpu", 1)
+    assert fp == device_fingerprint("cpu", 1) and len(fp) == 16
+    assert fp != device_fingerprint("cpu", 2) and fp != device_fingerprint("cpu", 1, "onnxruntime")
+    cache = LatencyCache(tmp_path / "lat.sqlite")
+    r = measure_latency("resnet18", FAST, cache=cache, **SMALL)
+    arch_hash = space.get_arch("resnet18").scaled(0.25).hash
+    settings = latency_settings(FAST, num_classes=10)
+    assert cache.get(arch_hash, fp, settings) is not None
+    assert cache.get(arch_hash, "0123456789abcdef", settings) is None  # e.g. another machine or torch version
+    two = measure_latency("resnet18", dataclasses.replace(FAST, threads=2), cache=cache, **SMALL)
+    assert not two.cached and two.fingerprint != r.fingerprint and len(cache) == 2
+
+
+def test_deploy_form_is_timed(tmp_path: Path) -> None:
+    name = "repvgg_a0" if "repvgg_a0" in space.MODELS else "resnet18"
+    model = timed_model(name, FAST, **SMALL)
+    assert not model.training and model.deployed
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    train_params = count_params(create_model(name, **SMALL))
+    deploy_params = count_params(create_model(name, deploy=True, **SMALL))
+    assert deploy_params < train_params
+    r = measure_latency(name, FAST, cache=None, **SMALL)
+    assert r.params == deploy_params and r.settings["form"] == "deploy"
+    # timing the training form is possible, but only on request
+    trained = time_model(create_model(name, **SMALL), FAST)
+    assert trained.params == train_params and trained.settings["form"] == "train"
+
+
+def test_vanillanet_deploy_form_is_timed() -> None:
+    if "vanillanet_5" not in space.MODELS:
+        pytest.skip("vanillanet_5 is not registered")
+    model = timed_model("vanillanet_5", FAST, num_classes=10, width_mult=1 / 32)
+    assert space.get_lambda(model) == 1.0 and model.deployed
+    assert count_params(model) == count_params(create_model("vanillanet_5", deploy=True, num_classes=10,
+                                                            width_mult=1 / 32))
+
+
+def test_under_parallel_load_still_returns_and_says_so(tmp_path: Path) -> None:
+    busy = subprocess.Popen([sys.executable, "-c", "print('busy', flush=True)\nwhile True: pass"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert busy.stdout is not None and busy.stdout.readline().strip() == "busy"
+        cfg = dataclasses.replace(FAST, load_threshold=0.5, max_attempts=2, max_seconds=0.3)
+        cache = LatencyCache(tmp_path / "lat.sqlite")
+        r = measure_latency("resnet18", cfg, cache=cache, **SMALL)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert r.median_ms > 0 and r.loaded and r.load > 0.5
+    stored = cache.get(space.get_arch("resnet18").scaled(0.25).hash, r.fingerprint, r.settings)
+    assert stored is not None and stored.loaded and stored.load == r.load
+
+
+def test_measurements_are_serialized_by_a_lock(tmp_path: Path) -> None:
+    cache = LatencyCache(tmp_path / "lat.sqlite")
+    results = []
+    worker = threading.Thread(target=lambda: results.append(measure_latency("resnet18", FAST, cache=cache, **SMALL)))
+    with device_lock("cpu", tmp_path) as lock:
+        assert lock.parent == tmp_path
+        worker.start()
+        time.sleep(1.0)
+        assert worker.is_alive() and not results  # waiting for the lock we hold
+    worker.join(timeout=120)
+    assert len(results) == 1 and not results[0].cached
+
+
+@pytest.mark.parametrize("backend", ["torchscript", "onnxruntime"])
+def test_other_runtimes(backend: str) -> None:
+    pytest.importorskip("onnxruntime") if backend == "onnxruntime" else None
+    r = measure_latency("resnet18", dataclasses.replace(FAST, backend=backend), cache=None, **SMALL)
+    assert r.median_ms > 0 and r.settings["backend"] == backend and r.params is not None
+
+
+def test_channels_last_and_threads_are_settings() -> None:
+    r = measure_latency("resnet18", dataclasses.replace(FAST, channels_last=True, threads=2), cache=None, **SMALL)
+    assert r.settings["channels_last"] and r.settings["threads"] == 2 and r.median_ms > 0
+    import torch
+
+    assert torch.get_num_threads() == 1  # restored
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"backend": "onnx"}, "backend 'onnx' unknown"),
+    ({"dtype": "float8"}, "dtype 'float8' unknown"),
+    ({"dtype": "fp16"}, "float16 is for CUDA"),
+    ({"device": "tpu"}, "device 'tpu'"),
+    ({"backend": "onnxruntime", "channels_last": True}, "channels_last"),
+    ({"threads": 0}, "threads must be >= 1"),
+    ({"cpus": (999,)}, "cpus [999] are not all available"),
+])
+def test_bad_settings(change: dict, message: str) -> None:
+    with pytest.raises(LatencyError) as e:
+        measure_latency("resnet18", dataclasses.replace(FAST, **change), cache=None, **SMALL)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_cuda_unavailable_is_one_line() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(LatencyError, match="CUDA is not available"):
+        measure_latency("resnet18", dataclasses.replace(FAST, device="cuda"), cache=None, **SMALL)
+
+
+def test_malformed_cache_file(tmp_path: Path) -> None:
+    bad = tmp_path / "lat.sqlite"
+    bad.write_bytes(b"definitely not sqlite" * 100)
+    with pytest.raises(LatencyError) as e:
+        measure_latency("resnet18", FAST, cache=str(bad), **SMALL)
+    assert str(bad) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_pinned_cores() -> None:
+    import os
+
+    before = os.sched_getaffinity(0)
+    core = min(before)
+    r = measure_latency("resnet18", dataclasses.replace(FAST, cpus=(core,)), cache=None, **SMALL)
+    assert r.median_ms > 0 and os.sched_getaffinity(0) == before
+
+
+def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    args = ["latency", "resnet18", "--input", "32", "--width-mult", "0.25", "--num-classes", "10",
+            "--max-seconds", "0.2", "--load-threshold", "1e9", "--cache", str(tmp_path / "lat.sqlite")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "resnet18 (deploy form" in out and "ms median" in out and "1 thread" in out and "[cached]" not in out
+    assert main(args) == 0
+    assert "[cached]" in capsys.readouterr().out
+    assert main(["latency", "resnet19"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean 'resnet18'" in err
+    assert main(["latency", "resnet18", "--backend", "tensorrt", "--no-cache"]) == 2
+    assert "backend 'tensorrt' unknown" in capsys.readouterr().err
