@@ -53,7 +53,8 @@ def test_space_file_is_valid_and_contains_its_declared_points(path: Path) -> Non
 
 
 @pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 @given(data=st.data())
 def test_random_points_build_run_and_round_trip(path: Path, data: st.DataObject) -> None:
     sp = Space.load(path)
