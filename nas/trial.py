@@ -1,0 +1,335 @@
+"""One trial, run in a Ray worker: measure an architecture, check the constraints, train it, report every epoch.
+
+`run_trial` is the Ray Tune function trainable. It hands the architecture to an *evaluator* — `evaluate` below by
+default: cost (params, MACs, activations), latency of the deploy form on this node, zero-cost scores, then proxy
+training — through a `Reporter`. The reporter checks the constraints as soon as the metrics they bound are known
+(an infeasible architecture is never trained) and sends one report per epoch that carries every objective, because
+a report missing the scheduler's metric aborts a Ray Tune experiment. Every failure (an architecture that does not
+build, out of memory, NaN) becomes a final report with status `failed` and a reason; nothing is raised to Ray, so a
+failed trial is recorded, not retried.
+
+Report statuses: `running` (an epoch before the last), `complete`, `infeasible` (stopped before training), `failed`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import math
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nas.study import METRICS, Constraint, EvaluatorSpec, Study
+from space import Arch
+from space.errors import NasError, SpecError
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every trial of a search shares: the evaluator settings, the metrics to measure, and the budget."""
+
+    evaluator: EvaluatorSpec
+    objectives: tuple[str, ...]
+    constraints: tuple[Constraint, ...]
+    metrics: frozenset[str]
+    device: str = "cpu"
+    threads: int = 1
+
+    @classmethod
+    def from_study(cls, study: Study) -> Job:
+        """The job of a study: training on CUDA when its trials reserve a GPU, one torch thread per reserved CPU."""
+        device = study.evaluator.train.get("device") or ("cuda" if study.resources.gpu > 0 else "cpu")
+        return cls(evaluator=study.evaluator, objectives=tuple(study.metric_names), constraints=study.constraints,
+                   metrics=frozenset(study.metrics() | {"params", "macs"}), device=device,
+                   threads=study.resources.threads)
+
+    @property
+    def epochs(self) -> int:
+        """Planned training epochs (0 when nothing is trained)."""
+        return self.evaluator.epochs if "accuracy" in self.metrics else 0
+
+
+class Infeasible(Exception):
+    """Raised by the reporter when a measured metric violates a constraint; ends the trial before training."""
+
+
+class NonFinite(Exception):
+    """A metric came out NaN or infinite."""
+
+
+class SetupError(Exception):
+    """The trial could not start for a reason unrelated to the architecture (data, configuration)."""
+
+
+class Reporter:
+    """The evaluator's side of a trial: `measured(...)` before training, `epoch(...)` after each epoch."""
+
+    def __init__(self, job: Job, send: Callable[[dict], None]):
+        self.job = job
+        self.send = send
+        self.values: dict[str, float] = {}
+        self.info: dict[str, Any] = {}
+        self.start = time.perf_counter()
+        self.last_epoch = 0
+        self.finished = False
+
+    def measured(self, metrics: dict[str, float], **info: Any) -> None:
+        """Record metrics known before training; raise Infeasible when one violates a constraint."""
+        for name, value in metrics.items():
+            self.values[name] = _finite(name, value)
+        self.info.update(info)
+        for c in self.job.constraints:
+            if c.metric in metrics and c.violation(self.values[c.metric]) > 0:
+                raise Infeasible(c.describe(self.values[c.metric]))
+
+    def epoch(self, epoch: int, accuracy: float) -> None:
+        """Report epoch `epoch` (1-based) with its validation accuracy and every other known metric."""
+        self.values["accuracy"] = _finite("accuracy", accuracy)
+        self.last_epoch = epoch
+        self.info.setdefault("history", []).append(round(accuracy, 6))
+        done = epoch >= self.job.epochs
+        self.finished = done
+        self.send(self.record("complete" if done else "running", epoch=epoch))
+
+    def record(self, status: str, *, epoch: int | None = None, reason: str | None = None) -> dict:
+        """A report: status, every objective (0.0 where unknown), every measured metric and the trial's info."""
+        unmeasured = [name for name in self.job.objectives if name not in self.values]
+        out: dict[str, Any] = {name: 0.0 for name in unmeasured}  # placeholders: Ray Tune wants every metric
+        out.update(self.values)
+        out.update(self.info)
+        out["unmeasured"] = unmeasured
+        out.update(status=status, epochs=self.last_epoch, planned_epochs=self.job.epochs,
+                   seconds=round(time.perf_counter() - self.start, 3))
+        if epoch is not None:
+            out["epoch"] = epoch
+        if reason is not None:
+            out["reason"] = reason
+        return out
+
+
+def _finite(name: str, value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value):
+        raise NonFinite(f"{name} is {value}")
+    return value
+
+
+# -- the default evaluator --------------------------------------------------------------------------------------------
+Evaluate = Callable[[Arch, Job, Reporter], None]
+
+
+def evaluate(arch: Arch, job: Job, report: Reporter) -> None:
+    """Cost, latency and zero-cost scores, a constraint check, then proxy training with a report per epoch."""
+    from evaluators import TrainConfig, measure_cost, score, train_model
+    from space import create_model
+
+    ev = job.evaluator
+    try:
+        data = _data(tuple(sorted(ev.data.items())), job.device)
+        train_cfg = TrainConfig(**{**ev.train, "device": job.device, "threads": job.threads})
+    except NasError as e:
+        raise SetupError(str(e)) from None
+    lock = QuietLock.for_node() if ev.quiet and "latency_ms" in job.metrics else None
+    res = int(ev.data["resolution"])
+    # Everything cheap is measured before the constraints are checked, so an infeasible trial is fully described.
+    with _busy(lock):
+        cost = measure_cost(arch, input_size=res, num_classes=data.num_classes, in_chans=data.in_chans)
+    metrics = {"params": cost.params_deploy or cost.params, "macs": cost.macs_deploy or cost.macs,
+               "activations": cost.activations, "params_train": cost.params, "macs_train": cost.macs}
+    info: dict[str, Any] = {}
+    if "latency_ms" in job.metrics:
+        lat = _latency(arch, job, data.num_classes, data.in_chans, lock)
+        metrics["latency_ms"] = lat.median_ms
+        info.update(latency_iqr_ms=round(lat.iqr_ms, 6), fingerprint=lat.fingerprint, latency_loaded=lat.loaded,
+                    latency_cached=lat.cached)
+    proxies = [m for m in sorted(job.metrics) if METRICS[m].stage == "zero_cost"]
+    if proxies or job.epochs:
+        model = create_model(arch, num_classes=data.num_classes, in_chans=data.in_chans, width_mult=ev.width_mult,
+                             drop_path_rate=train_cfg.drop_path_rate)
+    if proxies:
+        with _busy(lock):
+            metrics.update({m: score(m, model, data, batch_size=ev.zero_cost_batch)[0] for m in proxies})
+    report.measured(metrics, **info)
+    if not job.epochs:
+        return
+    with _busy(lock) as busy:
+        def callback(epoch: int, accuracy: float) -> None:
+            report.epoch(epoch + 1, accuracy)
+            busy.breathe()  # let a waiting latency measurement on this node run between epochs
+
+        train_model(model, data, train_cfg, callback=callback)
+
+
+@functools.lru_cache(maxsize=4)
+def _data(items: tuple, device: str) -> Any:
+    """The dataset, loaded once per worker process (workers are reused across trials)."""
+    from evaluators import DataConfig, load_data
+
+    return load_data(DataConfig(**dict(items)), device=device)
+
+
+def _latency(arch: Arch, job: Job, num_classes: int, in_chans: int, lock: QuietLock | None) -> Any:
+    """Latency of the deploy form on this node: from the cache when measured before, else with the node quiet."""
+    from evaluators import LatencyConfig, measure_latency
+    from evaluators.latency import device_fingerprint, latency_settings, open_cache
+
+    ev = job.evaluator
+    cfg = LatencyConfig(**ev.latency)
+    cache = None if ev.latency_cache == "none" else ev.latency_cache
+    store = open_cache(cache)
+    if store is not None and lock is not None:
+        hit = store.get(arch.hash, device_fingerprint(cfg.device, cfg.threads, cfg.backend),
+                        latency_settings(cfg, num_classes=num_classes, in_chans=in_chans))
+        if hit is not None and not hit.loaded:
+            return hit
+    with lock.quiet() if lock is not None else contextlib.nullcontext():
+        return measure_latency(arch, cfg, num_classes=num_classes, in_chans=in_chans, cache=store)
+
+
+# -- keeping latency measurements off busy cores ----------------------------------------------------------------------
+class QuietLock:
+    """A node-wide reader/writer lock on files: trials' CPU work shares it, a latency measurement takes it alone.
+
+    Training next to a measurement skews it (and the latency evaluator then re-measures or flags it as loaded), so
+    a measurement waits until the node's trials reach the end of their current epoch, and holds them there while
+    it runs. A gate file gives the measurement priority: no busy section starts while it waits, so it waits at
+    most one epoch.
+    """
+
+    def __init__(self, directory: str | Path):
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.gate_path = directory / "trials-gate.lock"
+        self.busy_path = directory / "trials-busy.lock"
+
+    @classmethod
+    def for_node(cls) -> QuietLock:
+        """The lock of this machine, next to the latency cache."""
+        from evaluators.latency import default_cache_dir
+
+        return cls(default_cache_dir())
+
+    @contextlib.contextmanager
+    def quiet(self) -> Iterator[None]:
+        """Hold the node quiet: wait for running busy sections to end, and keep new ones from starting."""
+        with open(self.gate_path, "a") as gate, open(self.busy_path, "a") as busy:
+            fcntl.flock(gate, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(busy, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(busy, fcntl.LOCK_UN)
+            finally:
+                fcntl.flock(gate, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[_Busy]:
+        """A section of CPU work; `breathe()` inside it lets a waiting measurement run."""
+        with open(self.gate_path, "a") as gate, open(self.busy_path, "a") as busy:
+            section = _Busy(gate, busy)
+            section.enter()
+            try:
+                yield section
+            finally:
+                fcntl.flock(busy, fcntl.LOCK_UN)
+
+
+class _Busy:
+    def __init__(self, gate: Any, busy: Any):
+        self.gate, self.busy = gate, busy
+
+    def enter(self) -> None:
+        fcntl.flock(self.gate, fcntl.LOCK_EX)  # passes only when no measurement is waiting
+        try:
+            fcntl.flock(self.busy, fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(self.gate, fcntl.LOCK_UN)
+
+    def breathe(self) -> None:
+        """Step out and back in, so that a measurement waiting at the gate goes first."""
+        fcntl.flock(self.busy, fcntl.LOCK_UN)
+        self.enter()
+
+
+class _NoBusy:
+    def breathe(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _busy(lock: QuietLock | None) -> Iterator[_Busy | _NoBusy]:
+    if lock is None:
+        yield _NoBusy()
+    else:
+        with lock.busy() as section:
+            yield section
+
+
+# -- the Ray Tune trainable -------------------------------------------------------------------------------------------
+def run_trial(config: dict, job: Job | None = None, evaluate_fn: Evaluate | None = None) -> None:
+    """Ray Tune function trainable: evaluate `config["arch"]` and report; failures end in a `failed` report."""
+    from ray import tune
+
+    assert job is not None, "pass the job with tune.with_parameters(run_trial, job=...)"
+    run(config, job, evaluate_fn or evaluate, tune.report)
+
+
+def run(config: dict, job: Job, evaluate_fn: Evaluate, send: Callable[[dict], None]) -> dict:
+    """Evaluate one architecture with `evaluate_fn`, sending reports through `send`; return the final report."""
+    import torch
+
+    torch.set_num_threads(job.threads)
+    report = Reporter(job, send)
+    report.info.update(node=_node(), host=socket.gethostname())
+    final: dict | None = None
+    try:
+        arch = Arch.from_yaml(config["arch"], source=f"trial {config.get('number', '?')}")
+        evaluate_fn(arch, job, report)
+        if not report.finished:
+            final = report.record("complete")
+    except Infeasible as e:
+        final = report.record("infeasible", reason=str(e))
+    except SetupError as e:
+        final = report.record("failed", reason=f"setup: {e}")
+        final["setup_error"] = True
+    except Exception as e:
+        final = report.record("failed", reason=failure_reason(e))
+    if final is not None:
+        send(final)
+        return final
+    return report.record("complete")
+
+
+def failure_reason(e: BaseException) -> str:
+    """One line saying why a trial failed: invalid architecture, out of memory, diverged, non-finite, or the error."""
+    from evaluators import TrainingDiverged
+
+    text = " ".join(str(e).split())[:500]
+    if isinstance(e, SpecError):
+        return f"invalid architecture: {text}"
+    if isinstance(e, MemoryError) or "out of memory" in text.lower() or type(e).__name__ == "OutOfMemoryError":
+        return f"out of memory: {text}"
+    if isinstance(e, TrainingDiverged):
+        return f"diverged: {text}"
+    if isinstance(e, NonFinite):
+        return f"non-finite metric: {text}"
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _node() -> str:
+    """The Ray node id of this worker (the host name outside Ray)."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    except Exception:  # outside a Ray worker there is no runtime context; the host name will do
+        pass
+    return f"{socket.gethostname()}:{os.getpid()}"
