@@ -3,6 +3,7 @@
 SGD-momentum or AdamW, linear warm-up then cosine decay per step, label smoothing, weight decay (not on norms and
 biases), random crop/flip in batch on the device, autocast (bf16/fp16) and channels_last on CUDA, VanillaNet deep
 training (lambda annealed 0 → 1 over a fraction of the budget, so the deploy form is exact at the end) and drop path.
+A run can be checkpointed after every epoch (`checkpoint=`) and resumed exactly from such a state (`resume=`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -66,20 +67,57 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)  # mean training loss of each epoch
 
 
+@dataclass
+class TrainState:
+    """Where a run is after `epoch` epochs: everything but the model's weights (the caller's) needed to resume it.
+
+    `to_dict()` holds only tensors and plain Python values, so it round-trips through `torch.load(weights_only=True)`.
+    """
+
+    epoch: int
+    history: list[float]
+    losses: list[float]
+    optimizer: dict
+    scaler: dict
+    generator: torch.Tensor  # data order and augmentation
+    rng: torch.Tensor  # torch's global generator (dropout, drop path)
+    perm: torch.Tensor | None  # the pass over the training set in progress, and the position in it
+    pos: int
+
+    def to_dict(self) -> dict:
+        """Plain values and tensors."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainState:
+        """The inverse of `to_dict`."""
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+
 class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
 def train_model(model: nn.Module, data: Data, cfg: TrainConfig,
-                callback: Callable[[int, float], bool | None] | None = None) -> TrainResult:
-    """Train `model` on `data` with `cfg`; `callback(epoch, val_acc)` after each epoch may return True to stop."""
+                callback: Callable[[int, float], bool | None] | None = None, *,
+                checkpoint: Callable[[TrainState], None] | None = None,
+                resume: TrainState | None = None) -> TrainResult:
+    """Train `model` on `data` with `cfg`; `callback(epoch, val_acc)` after each epoch may return True to stop.
+
+    `checkpoint(state)` is called after each epoch, before `callback` (the state shares tensors with the run: save it
+    at once); `resume=state` continues such a run with the model's weights of that epoch already loaded, and gives
+    the same result as the run that was not interrupted.
+    """
     _check(cfg, data)
+    if resume is not None and not 0 <= resume.epoch <= cfg.epochs:
+        raise SpecError(f"cannot resume after epoch {resume.epoch} of a {cfg.epochs}-epoch run", key="epochs",
+                        source="train config")
     previous_threads = torch.get_num_threads()
     previous_benchmark = torch.backends.cudnn.benchmark
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     try:
-        return _Trainer(model, data, cfg).run(callback)
+        return _Trainer(model, data, cfg).run(callback, checkpoint, resume)
     finally:
         torch.set_num_threads(previous_threads)
         torch.backends.cudnn.benchmark = previous_benchmark
@@ -127,22 +165,29 @@ class _Trainer:
         self.optimizer = _optimizer(self.model, cfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.perm: torch.Tensor | None = None  # the current pass over the training set
+        self.pos = 0
         self.pad = max(1, data.x_train.shape[-1] // 8)
         if cfg.drop_path_rate > 0:
             drops = [m for m in self.model.modules() if isinstance(m, DropPath)]
             for i, m in enumerate(drops):
                 m.p = cfg.drop_path_rate * i / max(1, len(drops) - 1)
 
-    def run(self, callback: Callable[[int, float], bool | None] | None) -> TrainResult:
+    def run(self, callback: Callable[[int, float], bool | None] | None,
+            checkpoint: Callable[[TrainState], None] | None = None, resume: TrainState | None = None) -> TrainResult:
         cfg = self.cfg
         torch.manual_seed(cfg.seed)  # dropout and drop path draw from the global generator
         start = time.perf_counter()
         history: list[float] = []
         losses: list[float] = []
+        first = 0
+        if resume is not None:
+            self._restore(resume)
+            first, history, losses = resume.epoch, list(resume.history), list(resume.losses)
         stopped = False
         batches = self._batches()
-        step = 0
-        for epoch in range(cfg.epochs):
+        step = first * self.steps_per_epoch
+        for epoch in range(first, cfg.epochs):
             self.model.train()
             epoch_losses = torch.zeros(self.steps_per_epoch, device=self.device)
             for s in range(self.steps_per_epoch):
@@ -159,6 +204,8 @@ class _Trainer:
             losses.append(epoch_losses.mean().item())
             history.append(evaluate(self.model, self.data.x_val, self.data.y_val, batch_size=2 * self.batch_size,
                                     amp_dtype=self.amp_dtype, channels_last=self.channels_last))
+            if checkpoint is not None:
+                checkpoint(self._state(epoch + 1, history, losses))
             if callback is not None and callback(epoch, history[-1]):
                 stopped = epoch < cfg.epochs - 1
                 break
@@ -208,9 +255,26 @@ class _Trainer:
         """Index batches from an endless stream of seeded permutations (the last partial batch is dropped)."""
         n = len(self.data.y_train)
         while True:
-            perm = torch.randperm(n, generator=self.generator).to(self.device)
-            for i in range(0, n - self.batch_size + 1, self.batch_size):
-                yield perm[i:i + self.batch_size]
+            if self.perm is None or self.pos + self.batch_size > n:
+                self.perm = torch.randperm(n, generator=self.generator).to(self.device)
+                self.pos = 0
+            self.pos += self.batch_size
+            yield self.perm[self.pos - self.batch_size:self.pos]
+
+    def _state(self, epoch: int, history: list[float], losses: list[float]) -> TrainState:
+        return TrainState(epoch=epoch, history=list(history), losses=list(losses),
+                          optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
+                          generator=self.generator.get_state(), rng=torch.get_rng_state(),
+                          perm=None if self.perm is None else self.perm.cpu(), pos=self.pos)
+
+    def _restore(self, state: TrainState) -> None:
+        self.optimizer.load_state_dict(state.optimizer)
+        if state.scaler:
+            self.scaler.load_state_dict(state.scaler)
+        self.generator.set_state(state.generator)
+        torch.set_rng_state(state.rng)
+        self.perm = None if state.perm is None else state.perm.to(self.device)
+        self.pos = int(state.pos)
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
