@@ -89,6 +89,11 @@ def module_breakdown(model: nn.Module, input_size: int = 224, in_chans: int = 3)
     for key, ops in fc.get_flop_counts().items():
         name = key[len(root) + 1:] if key.startswith(root + ".") else ("" if key == root else key)
         flops[name] = sum(ops.values())
+    # Containers that are never called themselves (ModuleList) get the MACs of their children.
+    for name, m in reversed(list(model.named_modules())):
+        if isinstance(m, (nn.ModuleList, nn.ModuleDict)) and not flops.get(name):
+            prefix = f"{name}." if name else ""
+            flops[name] = sum(flops.get(prefix + child, 0) for child, _ in m.named_children())
     rows = []
     for name, m in model.named_modules():
         rows.append({"name": name, "type": type(m).__name__, "shape": shapes.get(name),
