@@ -1,0 +1,209 @@
+"""`nas report`: CSV, PNG and Markdown from a real SQLite-backed study, while it runs and with nothing complete yet.
+
+Trials are recorded through the engine's own path — `StudySearcher.suggest` (ask + sample the space), the trial
+wrapper `nas.trial.run` with a scripted evaluator (the engine's `Evaluate` hook: real cost, chosen accuracy and
+latency), and `StudySearcher.on_trial_complete` (tell + user attributes) — so the storage holds what a search writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pytest
+from PIL import Image
+
+from nas.cli import main
+from nas.report import LABELS_KEY, figure_labels, trials_table, write_report
+from nas.study import Study
+
+STUDY_YAML = """\
+name: {name}
+space: small
+objectives: [accuracy, latency_ms]
+constraints: {{latency_ms: {{max: 2.0}}}}
+named: [resnet18, mobilenet_v2]
+sampler: {{type: random, seed: 0}}
+evaluator:
+  data: {{name: digits, resolution: 16}}
+  train: {{epochs: 2, batch_size: 64, threads: 1}}
+  width_mult: 0.25
+  latency: {{max_seconds: 0.2, min_runs: 3, warmup: 1}}
+budget: {{trials: 10, minutes: 30}}
+"""
+
+
+@dataclass
+class Outcome:
+    """What the scripted evaluator of one trial reports."""
+
+    accuracy: float = 0.5
+    latency_ms: float = 1.0
+    stop_after: int | None = None  # pruned by ASHA after this many epochs
+    error: str | None = None  # the trial fails with this error
+
+
+def make_study(tmp_path: Path, name: str = "tiny") -> Study:
+    """A tiny study file in `tmp_path` (its SQLite storage lands next to it)."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(STUDY_YAML.format(name=name))
+    return Study.load(path)
+
+
+class Recording:
+    """A study being searched: trials started and finished one by one through the engine's searcher."""
+
+    def __init__(self, study: Study):
+        from nas.search import Recorder, StudySearcher, open_study, storage_of
+        from nas.trial import Job
+
+        self.study = study
+        self.storage = storage_of(study)
+        self.ostudy = open_study(study, self.storage)
+        Recorder(self.ostudy, study, self.storage).seed_named()
+        self.searcher = StudySearcher(self.ostudy, study, self.storage)
+        self.job = Job.from_study(study)
+        self.started: dict[str, dict] = {}
+
+    def start(self) -> str:
+        """Ask for the next trial (named points first); return its Ray Tune id."""
+        tid = f"t{len(self.started)}"
+        config = self.searcher.suggest(tid)
+        assert isinstance(config, dict), config
+        self.started[tid] = config
+        return tid
+
+    def finish(self, tid: str, outcome: Outcome) -> int:
+        """Run the trial wrapper with a scripted evaluator and tell the searcher its last report."""
+        from nas.trial import run
+
+        sent: list[dict] = []
+        run(self.started[tid], self.job, scripted(outcome), sent.append)
+        last = sent[outcome.stop_after - 1] if outcome.stop_after else sent[-1]
+        self.searcher.on_trial_complete(tid, last)
+        return int(self.started[tid]["number"])
+
+    def add(self, outcome: Outcome) -> int:
+        """Start and finish one trial; return its number."""
+        return self.finish(self.start(), outcome)
+
+
+def scripted(outcome: Outcome) -> Callable:
+    """An evaluator (the engine's `Evaluate` hook): real params/MACs, then the chosen latency and accuracy."""
+    from evaluators import measure_cost
+    from evaluators.latency import device_fingerprint
+
+    def evaluate(arch, job, report) -> None:  # noqa: ANN001
+        if outcome.error:
+            raise RuntimeError(outcome.error)
+        cost = measure_cost(arch, input_size=16, num_classes=10, in_chans=1)
+        report.measured({"params": cost.params_deploy or cost.params, "macs": cost.macs_deploy or cost.macs,
+                         "latency_ms": outcome.latency_ms}, fingerprint=device_fingerprint(), latency_iqr_ms=0.01)
+        for epoch in range(1, job.epochs + 1):
+            report.epoch(epoch, outcome.accuracy * (0.8 if epoch < job.epochs else 1.0))
+
+    return evaluate
+
+
+def filled(tmp_path: Path, name: str = "tiny") -> tuple[Recording, dict[str, int]]:
+    """A study with two named points, a front, a dominated and an infeasible trial, a pruned and a failed one."""
+    rec = Recording(make_study(tmp_path, name))
+    n = {
+        "resnet18": rec.add(Outcome(accuracy=0.80, latency_ms=1.5)),
+        "mobilenet_v2": rec.add(Outcome(accuracy=0.60, latency_ms=1.9)),
+        "fast": rec.add(Outcome(accuracy=0.70, latency_ms=0.4)),
+        "best": rec.add(Outcome(accuracy=0.90, latency_ms=1.2)),
+        "slow": rec.add(Outcome(accuracy=0.95, latency_ms=3.0)),  # violates latency_ms <= 2: infeasible
+        "pruned": rec.add(Outcome(accuracy=0.30, latency_ms=0.9, stop_after=1)),
+        "failed": rec.add(Outcome(error="boom: no such thing")),
+    }
+    return rec, n
+
+
+def test_report_of_a_running_study(tmp_path: Path) -> None:
+    rec, n = filled(tmp_path)
+    running = rec.start()  # still in progress while the report is written
+    r = write_report(rec.study)
+    assert r.directory == tmp_path / "tiny_report" and r.running
+    assert sorted(r.front) == sorted([n["fast"], n["best"]])
+
+    with open(r.csv) as f:
+        rows = {int(row["trial"]): row for row in csv.DictReader(f)}
+    assert len(rows) == len(rec.ostudy.trials) == 8
+    assert {rows[n[k]]["state"] for k in ("resnet18", "fast", "best")} == {"complete"}
+    assert rows[n["slow"]]["state"] == "infeasible" and "latency_ms = 3 violates" in rows[n["slow"]]["reason"]
+    assert rows[n["pruned"]]["state"] == "pruned" and rows[n["pruned"]]["epochs"] == "1"
+    assert rows[n["failed"]]["state"] == "failed" and "boom" in rows[n["failed"]]["reason"]
+    assert rows[int(rec.started[running]["number"])]["state"] == "running"
+    assert rows[n["resnet18"]]["named"] == "resnet18" and float(rows[n["best"]]["accuracy"]) == 0.9
+    assert float(rows[n["fast"]]["latency_ms"]) == 0.4 and int(float(rows[n["fast"]]["params"])) > 0
+    assert rows[n["best"]]["hash"] == rec.ostudy.trials[n["best"]].user_attrs["hash"]
+    assert rows[n["best"]]["pareto"] == "True" and rows[n["resnet18"]]["pareto"] == "False"
+
+    # The PNG decodes, is a real plot (many colours, not blank), and names the seeded architectures.
+    img = Image.open(r.png)
+    assert img.format == "PNG" and img.size[0] > 600 and img.size[1] > 400
+    assert len(img.convert("RGB").getcolors(maxcolors=1 << 20)) > 50
+    assert json.loads(img.text[LABELS_KEY]) == ["resnet18", "mobilenet_v2"]
+    assert figure_labels(r.figure) == ["resnet18", "mobilenet_v2"]
+    ax = r.figure.axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(s.startswith("Pareto front (2)") for s in legend)
+    assert any(s.startswith("infeasible") for s in legend) and any(s.startswith("pruned") for s in legend)
+    assert "search running" in ax.get_title()
+
+    md = r.summary.read_text()
+    assert "**the search is still running** (1 trial(s) in progress)" in md
+    assert "- trials: 7 of 10 (70%) finished" in md
+    assert "| complete | 4 |" in md and "| infeasible | 1 |" in md and "| pruned | 1 |" in md
+    assert "| failed | 1 |" in md and "| running | 1 |" in md and "| total | 8 |" in md
+    front = md.split("## Pareto front")[1].split("##")[0]
+    assert f"| {n['best']} |" in front and f"| {n['fast']} |" in front and f"| {n['resnet18']} |" not in front
+    named = md.split("## Named architectures")[1]
+    assert f"dominated by #{n['best']}" in named and f"dominated by #{n['fast']}" not in named.split("resnet18")[1][:40]
+    assert "2 named architecture(s) dominated by a found network: `resnet18`, `mobilenet_v2`" in named
+
+    # The search goes on and the report follows it.
+    rec.finish(running, Outcome(accuracy=0.99, latency_ms=0.3))
+    r2 = write_report(rec.study)
+    assert not r2.running and r2.front == [int(rec.started[running]["number"])]
+
+
+def test_report_with_no_completed_trial(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rec = Recording(make_study(tmp_path, "empty"))
+    rec.add(Outcome(error="out of memory"))
+    rec.start()
+    assert main(["report", str(tmp_path / "empty.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "empty: 2 trial(s) (1 failed, 1 running) — the search is still running" in out
+    assert "no completed feasible trial yet" in out
+    d = tmp_path / "empty_report"
+    md = (d / "summary.md").read_text()
+    assert "No completed trial yet (2 trial(s) in the study): the front is empty." in md
+    img = Image.open(d / "pareto.png")
+    assert img.format == "PNG" and json.loads(img.text[LABELS_KEY]) == []
+    with open(d / "trials.csv") as f:
+        assert [row["state"] for row in csv.DictReader(f)] == ["failed", "running"]
+
+
+def test_report_of_an_unsearched_study_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    make_study(tmp_path, "never")
+    assert main(["report", str(tmp_path / "never.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no results yet" in err and "nas search" in err
+    assert not (tmp_path / "never.db").exists()  # reading never creates the storage
+    optuna.create_study(study_name="other", storage=f"sqlite:///{tmp_path / 'never.db'}")
+    assert main(["report", str(tmp_path / "never.yaml")]) == 2
+    assert "no study 'never'" in capsys.readouterr().err
+
+
+def test_table_columns_follow_the_study(tmp_path: Path) -> None:
+    rec, n = filled(tmp_path, "cols")
+    df = trials_table(rec.study, rec.ostudy)
+    assert list(df.columns[:5]) == ["trial", "state", "named", "accuracy", "latency_ms"]
+    assert "synflow" not in df.columns  # not measured by this study
+    assert df.loc[df["trial"] == n["failed"], "accuracy"].isna().all()
