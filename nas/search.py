@@ -32,6 +32,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +82,9 @@ def open_study(study: Study, storage: optuna.storages.BaseStorage, *, fresh: boo
                                  sampler=make_sampler(study, len(existing.get_trials(deepcopy=False))))
     ostudy = optuna.create_study(study_name=study.name, storage=storage, directions=study.directions,
                                  sampler=make_sampler(study, 0))
-    ostudy.set_metric_names(study.metric_names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        ostudy.set_metric_names(study.metric_names)
     ostudy.set_user_attr("fingerprints", _fingerprints(study))
     ostudy.set_user_attr("study_file", study.source)
     ostudy.set_user_attr("space", study.space.name)

@@ -258,7 +258,7 @@ def _parse(data: Any, path: Path) -> Study:
     objectives = _objectives(data.get("objectives", ["accuracy", "latency_ms"]))
     constraints = _constraints(data.get("constraints") or {})
     sampler = _sampler(data.get("sampler") or {})
-    evaluator = _evaluator(data.get("evaluator") or {}, objectives, constraints)
+    evaluator = _evaluator(data.get("evaluator") or {}, path.parent)
     named = _named(data.get("named") or [], path.parent)
     space = _space(data["space"], path.parent)
     if sampler.type in ("nsga2", "qmc"):
@@ -392,7 +392,7 @@ def _typed(v: Any, default: Any, key: str, *, optional: bool = False) -> Any:
     return v
 
 
-def _evaluator(raw: Any, objectives: tuple[Objective, ...], constraints: tuple[Constraint, ...]) -> EvaluatorSpec:
+def _evaluator(raw: Any, base: Path) -> EvaluatorSpec:
     from evaluators import DataConfig, LatencyConfig, TrainConfig
 
     if not isinstance(raw, Mapping):
@@ -408,6 +408,8 @@ def _evaluator(raw: Any, objectives: tuple[Objective, ...], constraints: tuple[C
         checked = _fill(cls, {k: v for k, v in body.items() if k not in extra}, f"evaluator.{section}")
         sections[section] = {k: getattr(checked, k) for k in body if k not in extra}
     data = sections["data"]
+    if data.get("root") and not Path(data["root"]).expanduser().is_absolute():
+        data["root"] = str((base / data["root"]).resolve())  # relative to the study file, not to a worker's cwd
     data.setdefault("name", DataConfig.name)
     data.setdefault("resolution", DataConfig.resolution)
     sections["latency"].setdefault("resolution", data["resolution"])
@@ -419,6 +421,8 @@ def _evaluator(raw: Any, objectives: tuple[Objective, ...], constraints: tuple[C
         cache = "none"
     if not isinstance(cache, str):
         raise SpecError("expected default, none, or a path", key="evaluator.latency.cache")
+    if cache not in ("default", "none") and not Path(cache).expanduser().is_absolute():
+        cache = str((base / cache).resolve())
     quiet = lat.get("quiet", True)
     if not isinstance(quiet, bool):
         raise SpecError("expected true or false", key="evaluator.latency.quiet")
