@@ -16,6 +16,7 @@ import fcntl
 import functools
 import gc
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -39,6 +40,7 @@ BACKENDS = ("eager", "torchscript", "onnxruntime")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
 BLOCK_SECONDS = 0.02  # calls are timed in blocks this long, so the timer's own cost and jitter do not count
+WARMUP_SECONDS = 0.2  # warm-up lasts at least this long (caches, allocator, CPU clocks), beyond `warmup` calls
 RETRY_WAIT_SECONDS = 1.0  # pause before re-measuring under load, to let a burst from another process pass
 
 
@@ -50,8 +52,10 @@ class LatencyError(NasError):
 class LatencyConfig:
     """Where and how to time: the settings that change the answer, then how hard to try for a stable estimate.
 
-    `cpus` pins the measuring thread to those cores (keep them free of training trials); `max_attempts` bounds the
-    re-measurements while other processes load the CPU above `load_threshold` cores.
+    Timing stops once the IQR is within `target_rel_iqr` of the median after `min_runs` blocks and `min_seconds`
+    (so one measurement spans the machine's short-term noise), or at `max_seconds`. `cpus` pins the measuring thread
+    to those cores (keep them free of training trials); `max_attempts` bounds the re-measurements while other
+    processes load the CPU above `load_threshold` cores.
     """
 
     device: str = "cpu"
@@ -64,6 +68,7 @@ class LatencyConfig:
     warmup: int = 5
     min_runs: int = 10
     max_seconds: float = 5.0
+    min_seconds: float = 0.5
     target_rel_iqr: float = 0.05
     load_threshold: float = 0.5
     max_attempts: int = 3
@@ -449,9 +454,14 @@ def _time(fn: Callable[[], object], cfg: LatencyConfig, events: bool) -> tuple[f
     """(median ms, IQR ms, timed blocks, other processes' CPU load in cores) of `fn`, per call."""
     cuda = cfg.device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    for _ in range(cfg.warmup):
+    t0 = time.perf_counter()
+    warm = min(WARMUP_SECONDS, cfg.max_seconds)
+    for i in itertools.count():
+        if i >= cfg.warmup and time.perf_counter() - t0 >= warm:
+            break
         fn()
-    sync()
+        sync()
+    min_seconds = min(cfg.min_seconds, cfg.max_seconds)
     t0 = time.perf_counter()
     fn()
     sync()
@@ -465,7 +475,8 @@ def _time(fn: Callable[[], object], cfg: LatencyConfig, events: bool) -> tuple[f
         while True:
             samples.append(_block(fn, calls, sync, events) / calls)
             elapsed = time.perf_counter() - start
-            stable = len(samples) >= cfg.min_runs and _iqr(samples) <= cfg.target_rel_iqr * statistics.median(samples)
+            stable = (len(samples) >= cfg.min_runs and elapsed >= min_seconds
+                      and _iqr(samples) <= cfg.target_rel_iqr * statistics.median(samples))
             if stable or (elapsed >= cfg.max_seconds and len(samples) >= 3):
                 break
     finally:

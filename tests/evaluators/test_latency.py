@@ -28,7 +28,8 @@ from nas.cli import main
 from space import count_params, create_model
 
 # Tiny and quick: 32 px, a quarter of the widths, a short budget; a threshold no load reaches, so nothing retries.
-FAST = LatencyConfig(resolution=32, warmup=1, min_runs=3, max_seconds=0.2, load_threshold=1e9, max_attempts=1)
+FAST = LatencyConfig(resolution=32, warmup=1, min_runs=3, max_seconds=0.2, min_seconds=0.05, load_threshold=1e9,
+                     max_attempts=1)
 SMALL = {"num_classes": 10, "width_mult": 0.25}
 
 
