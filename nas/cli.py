@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from space.errors import NasError
 
 # One line per command module; each registers its own sub-commands.
-COMMANDS = ("zoo", "show", "space", "latency", "search", "dashboard", "report")
+COMMANDS = ("zoo", "show", "space", "latency", "search", "dashboard", "report", "export")
 
 
 class _Parser(argparse.ArgumentParser):
