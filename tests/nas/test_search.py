@@ -1,0 +1,150 @@
+"""The engine with a real local Ray and a real SQLite study: seeding, ASHA, constraints, failures, duplicates.
+
+Most tests plug in `toy`, a trial function whose metrics are a deterministic function of the architecture (so the
+engine's bookkeeping, not proxy training, is what is exercised); one runs the real evaluators end to end.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import ray
+import yaml
+from optuna.trial import TrialState
+
+from nas.search import front, named_standing, run_search
+from nas.study import Study
+from nas.trial import Job, Reporter
+
+pytestmark = pytest.mark.slow
+
+SPACE = {  # about half of the bottleneck stages are invalid: mid width 4 or 8 is not divisible by 3 groups
+    "stem": {"type": "conv", "width": [16, 24, 32], "conv": {"kernel": 3, "stride": 1}},
+    "stages": {"count": [1, 2], "block": ["basic", "bottleneck"], "depth": 1,
+               "width": [16, 24, 32, 48], "stride": 2, "basic": {"kernel": [3, 5]},
+               "bottleneck": {"bot_mul": [0.25], "groups": [3]}},
+    "head": {"type": "classifier"},
+}
+
+
+def inline(name: str, stem: int, width: int = 16) -> dict:
+    """A named point of SPACE."""
+    return {"name": name, "stem": {"type": "conv", "width": stem, "kernel": 3, "stride": 1},
+            "stages": [{"block": "basic", "depth": 1, "width": width, "stride": 2}], "head": {"type": "classifier"}}
+
+
+def toy(arch, job: Job, report: Reporter) -> None:
+    """Real cost, made-up latency and accuracy: stem width 24 raises, stem width 32 reports NaN."""
+    from evaluators import measure_cost
+
+    cost = measure_cost(arch, input_size=16, num_classes=10)
+    report.measured({"params": cost.params, "macs": cost.macs, "latency_ms": cost.macs / 1e6})
+    if arch.stem.width == 24 and arch.name:
+        raise RuntimeError("boom")
+    quality = 0.1 + 0.8 * (sum(s.width for s in arch.stages) % 7) / 6
+    for epoch in range(1, job.epochs + 1):
+        time.sleep(0.05)
+        accuracy = float("nan") if arch.stem.width == 32 and arch.name else quality * epoch / job.epochs
+        report.epoch(epoch, accuracy)
+
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """One local Ray for the module (2 CPUs, no dashboard), shut down at the end; never `ray stop`."""
+    os.environ["NAS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))  # workers inherit it
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def study_file(tmp_path: Path, **data: object) -> Study:
+    """A study in tmp_path: SPACE, accuracy vs latency, 4 epochs with ASHA, the given overrides."""
+    base = {"name": "t", "space": SPACE, "objectives": ["accuracy", "latency_ms"],
+            "evaluator": {"data": {"name": "digits", "resolution": 16}, "train": {"epochs": 4}},
+            "early_stopping": {"grace_period": 1, "reduction_factor": 2}, "budget": {"trials": 12},
+            "sampler": {"type": "random", "seed": 0}}
+    base.update(data)
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(base, sort_keys=False))
+    return Study.load(path)
+
+
+def test_seeds_pruning_constraints_and_failures(local_ray: None, tmp_path: Path) -> None:
+    named = [inline("seed_ok", 16), inline("seed_raises", 24), inline("seed_nan", 32), "resnet18"]
+    study = study_file(tmp_path, named=named, constraints={"params": {"max": 200_000}}, budget={"trials": 16})
+    lines: list[str] = []
+    out = run_search(study, evaluate=toy, log=lines.append)
+    assert not out.interrupted and out.ran == 16
+    ostudy = optuna.load_study(study_name="t", storage=study.storage)
+    trials = ostudy.trials
+    assert len(trials) == 16 and not [t for t in trials if not t.state.is_finished()]
+    assert ostudy.metric_names == ["accuracy", "latency_ms"]
+
+    # The named points are the first trials, started before any sampled one.
+    assert [t.user_attrs.get("named") for t in trials[:4]] == ["seed_ok", "seed_raises", "seed_nan", "resnet18"]
+    by_start = sorted(trials, key=lambda t: t.datetime_start)
+    assert {t.number for t in by_start[:2]} == {0, 1}
+    ok, raises, nan, resnet = trials[:4]
+    assert ok.state == TrialState.COMPLETE and ok.user_attrs["feasible"] and "basic" in ok.user_attrs["arch"]
+    assert raises.state == TrialState.FAIL and raises.user_attrs["fail_reason"] == "RuntimeError: boom"
+    assert nan.state == TrialState.FAIL and nan.user_attrs["fail_reason"] == "non-finite metric: accuracy is nan"
+    # Outside the space: evaluated from its stored architecture; too many parameters: recorded, not trained.
+    assert resnet.params == {} and resnet.user_attrs["in_space"] is False and "name: resnet18" in resnet.user_attrs[
+        "arch"]
+    assert resnet.state == TrialState.COMPLETE and resnet.user_attrs["feasible"] is False
+    assert resnet.user_attrs["epochs"] == 0 and resnet.values[0] == 0.0 and resnet.system_attrs["constraints"][0] > 0
+
+    best = {t.number for t in front(ostudy)}
+    assert best and best <= {t.number for t in trials if t.state == TrialState.COMPLETE and t.user_attrs["feasible"]}
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned, "ASHA stopped no trial"
+    for t in pruned:  # stopped early: partial accuracy kept as an attribute, never on the front
+        assert t.number not in best and t.values is None and t.user_attrs["epochs"] < 4
+    invalid = [t for t in trials if t.user_attrs.get("fail_reason", "").startswith("invalid architecture")]
+    assert invalid and all(t.state == TrialState.FAIL and "divisible by groups" in t.user_attrs["fail_reason"]
+                           for t in invalid)
+    for t in trials:  # every trial that ran carries its architecture and identity
+        if t.state != TrialState.FAIL or t.user_attrs.get("hash"):
+            assert {"arch", "hash", "params", "macs", "latency_ms"} <= set(t.user_attrs)
+
+    standing = {row["named"]: row["standing"] for row in named_standing(ostudy)}
+    assert standing["resnet18"].startswith("infeasible: params") and standing["seed_raises"].startswith("failed")
+    assert any(line.startswith("  [status] 16 done") for line in lines)
+
+
+def test_each_architecture_is_evaluated_once(local_ray: None, tmp_path: Path) -> None:
+    space = {**SPACE, "stem": {"type": "conv", "width": [16, 20], "conv": {"kernel": 3, "stride": 1}},
+             "stages": {"count": 1, "block": "basic", "depth": 1, "width": 16, "stride": 2}}
+    study = study_file(tmp_path, space=space, budget={"trials": 8}, early_stopping="off")
+    run_search(study, evaluate=toy, log=lambda line: None)
+    trials = optuna.load_study(study_name="t", storage=study.storage).trials
+    assert len(trials) == 8 and all(t.state == TrialState.COMPLETE for t in trials)
+    originals = [t for t in trials if "duplicate_of" not in t.user_attrs]
+    assert sorted(t.user_attrs["hash"] for t in originals) == sorted({t.user_attrs["hash"] for t in trials})
+    for t in trials:
+        if "duplicate_of" in t.user_attrs:
+            first = trials[t.user_attrs["duplicate_of"]]
+            assert t.values == first.values and t.user_attrs["hash"] == first.user_attrs["hash"]
+
+
+def test_real_evaluators_end_to_end(local_ray: None, tmp_path: Path) -> None:
+    study = study_file(tmp_path, space="small", named=["mobilenet_v2_050"], budget={"trials": 4},
+                       constraints={"latency_ms": {"max": 50.0}},
+                       evaluator={"data": {"name": "digits", "resolution": 8, "limit_train": 128, "limit_val": 64},
+                                  "width_mult": 0.25, "train": {"epochs": 2, "batch_size": 32},
+                                  "latency": {"max_seconds": 0.2, "min_runs": 3, "max_attempts": 1}})
+    run_search(study, log=lambda line: None)
+    ostudy = optuna.load_study(study_name="t", storage=study.storage)
+    done = [t for t in ostudy.trials if t.state == TrialState.COMPLETE]
+    assert len(ostudy.trials) == 4 and done and ostudy.trials[0].user_attrs["named"] == "mobilenet_v2_050"
+    for t in done:
+        attrs = t.user_attrs
+        assert 0 <= t.values[0] <= 1 and t.values[1] == attrs["latency_ms"] > 0
+        assert attrs["epochs"] == 2 and len(attrs["history"]) == 2 and attrs["fingerprint"] and attrs["node"]
+        assert attrs["params"] > 0 and attrs["macs"] > 0 and t.system_attrs["constraints"][0] < 0
