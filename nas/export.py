@@ -465,8 +465,10 @@ def model_card(study: Study, t: FrozenTrial, name: str, arch: Arch, data: Any, m
     rows = [[k, _fmt(k, v), directions.get(k, "recorded")] for k, v in values.items()]
     out += md_table(["metric", "value", "objective"], rows)
     feasible = t.user_attrs.get("feasible", True)
-    out += ["", f"Constraints: {', '.join(c.describe() for c in study.constraints) or 'none'} — "
-            + ("satisfied." if feasible else f"**violated** ({t.user_attrs.get('infeasible') or 'see the trial'}).")]
+    if study.constraints:
+        why = t.user_attrs.get("infeasible") or "see the trial"
+        out += ["", f"Constraints: {', '.join(c.describe() for c in study.constraints)} — "
+                + ("satisfied." if feasible else f"**violated** ({why}).")]
     if mult != 1.0:
         out += ["", f"The search trained each architecture at width ×{study.evaluator.width_mult:g} (a proxy) and "
                 "measured latency, params and MACs at full width; this entry is the network at width "

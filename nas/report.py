@@ -63,9 +63,10 @@ def load_results(study: Study) -> optuna.Study:
     hint = f"run 'nas search {study.source}' first"
     if study.storage.startswith("sqlite:///") and not Path(study.storage[len("sqlite:///"):]).is_file():
         raise NasError(f"{study.source}: no results yet (no database {study.storage[len('sqlite:///'):]}); {hint}")
-    kwargs = {"connect_args": {"timeout": 60}} if study.storage.startswith("sqlite") else {}
+    from nas.search import storage_of
+
+    storage = storage_of(study)
     try:
-        storage = optuna.storages.RDBStorage(study.storage, engine_kwargs=kwargs)
         names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     except Exception as e:  # SQLAlchemy raises many types for an unreachable server or a file that is not a DB
         raise NasError(f"{study.source}: storage {study.storage}: cannot read it ({type(e).__name__}: {e})") from None
