@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 from ray import tune
 from ray.tune import Callback
@@ -58,14 +59,30 @@ Log = Callable[[str], None]
 
 # -- the study in its storage -----------------------------------------------------------------------------------------
 def storage_of(study: Study) -> optuna.storages.RDBStorage:
-    """The study's RDB storage (SQLite waits for a concurrent reader such as the dashboard instead of failing)."""
-    kwargs = {"connect_args": {"timeout": 60}} if study.storage.startswith("sqlite") else {}
+    """The study's RDB storage; a SQLite file is put in WAL mode (see `_sqlite_pragmas`)."""
+    sqlite = study.storage.startswith("sqlite")
     if study.storage.startswith("sqlite:///"):
         Path(study.storage[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     try:
-        return optuna.storages.RDBStorage(study.storage, engine_kwargs=kwargs)
+        storage = optuna.storages.RDBStorage(study.storage,
+                                             engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else {})
     except Exception as e:  # SQLAlchemy raises a variety of errors for a bad URL or an unreachable server
         raise NasError(f"{study.source}: storage {study.storage}: cannot open it ({type(e).__name__}: {e})") from None
+    if sqlite:
+        sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
+        storage.engine.dispose()  # reconnect, so every pooled connection has the pragmas
+    return storage
+
+
+def _sqlite_pragmas(connection: Any, record: Any) -> None:
+    """WAL: the dashboard reads while the search writes, and a commit costs no fsync (3-5x faster per trial).
+
+    A killed driver loses nothing committed; only a power loss can drop the last transactions.
+    """
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def open_study(study: Study, storage: optuna.storages.BaseStorage, *, fresh: bool = False) -> optuna.Study:
@@ -76,12 +93,12 @@ def open_study(study: Study, storage: optuna.storages.BaseStorage, *, fresh: boo
         optuna.delete_study(study_name=study.name, storage=storage)
         names.discard(study.name)
     if study.name in names:
-        existing = optuna.load_study(study_name=study.name, storage=storage)
+        # The study in the storage only records; sampling happens on an in-memory copy (see StudySearcher).
+        existing = optuna.load_study(study_name=study.name, storage=storage, sampler=optuna.samplers.RandomSampler())
         _check_same(study, existing)
-        return optuna.load_study(study_name=study.name, storage=storage,
-                                 sampler=make_sampler(study, len(existing.get_trials(deepcopy=False))))
+        return existing
     ostudy = optuna.create_study(study_name=study.name, storage=storage, directions=study.directions,
-                                 sampler=make_sampler(study, 0))
+                                 sampler=optuna.samplers.RandomSampler())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         ostudy.set_metric_names(study.metric_names)
@@ -149,6 +166,17 @@ class Recorder:
         """Trial `number` as stored."""
         return self.storage.get_trial(self.trial_id(number))
 
+    def create(self, state: TrialState, values: list[float] | None, like: FrozenTrial, attrs: dict[str, Any]) -> int:
+        """Store a new trial with the parameters of `like` in one transaction; return its number."""
+        system = {k: v for k, v in like.system_attrs.items() if k != CONSTRAINTS_KEY}
+        if state == TrialState.COMPLETE and self.study.constraints:
+            system[CONSTRAINTS_KEY] = self.violations(attrs)
+        template = optuna.trial.create_trial(
+            state=state, values=values if state == TrialState.COMPLETE else None, params=like.params,
+            distributions=like.distributions, user_attrs={k: v for k, v in attrs.items() if v is not None},
+            system_attrs=system)
+        return self.storage.get_trial_number_from_id(self.storage.create_new_trial(self.study_id, template))
+
     def finish(self, number: int, state: TrialState, values: list[float] | None, attrs: dict[str, Any]) -> None:
         """Store `attrs`, the constraint values of a complete trial, and tell its final state."""
         tid = self.trial_id(number)
@@ -200,10 +228,11 @@ def counts_toward_budget(t: FrozenTrial) -> bool:
 # -- the searcher -----------------------------------------------------------------------------------------------------
 @dataclass
 class _Live:
-    trial: optuna.Trial
+    number: int  # the trial in the storage
+    mirror: optuna.Trial | None  # the same trial in the sampling copy (None: it came from the storage's queue)
     arch: Arch
     attrs: dict
-    started: float
+    started: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -243,7 +272,13 @@ REPORT_KEYS = ("status", "epochs", "planned_epochs", "seconds", "history", "node
 
 
 class StudySearcher(Searcher):
-    """Ray Tune searcher over an Optuna study: suggest = ask + sample, on_trial_complete = tell the right state."""
+    """Ray Tune searcher over an Optuna study: suggest = ask + sample, on_trial_complete = tell the right state.
+
+    The sampler works on an in-memory copy of the study (finished trials loaded at the start, each new trial told to
+    both): sampling a define-by-run architecture on the RDB directly costs a storage round trip per parameter,
+    several times the whole per-trial budget. The storage gets each trial in one write when it starts and its
+    outcome when it ends. Named points and re-queued trials are popped from the storage's own queue, in order.
+    """
 
     def __init__(self, ostudy: optuna.Study, study: Study, storage: optuna.storages.BaseStorage, *,
                  budget_trials: int | None = None, deadline: float | None = None, log: Log = print):
@@ -255,13 +290,20 @@ class StudySearcher(Searcher):
         self.deadline = deadline
         self.log = log
         self.live: dict[str, _Live] = {}
-        self.waiting: dict[str, list[tuple[optuna.Trial, dict]]] = {}  # hash -> duplicates of a live trial
+        self.waiting: dict[str, list[tuple[int | None, optuna.Trial | None, dict]]] = {}  # duplicates of live ones
         self.known: dict[str, FrozenTrial] = {}  # hash -> the trial that evaluated it
         self.tally = Tally()
         self.errors: dict[str, str] = {}  # Ray Tune trial id -> error text (filled in by the progress callback)
         self.abort: str | None = None
         self.counted = 0
-        for t in ostudy.get_trials(deepcopy=False):
+        trials = ostudy.get_trials(deepcopy=False)
+        self.queued = sum(t.state == TrialState.WAITING for t in trials)  # one driver per study: only we enqueue
+        memory = optuna.storages.InMemoryStorage()
+        self.sampling = optuna.create_study(storage=memory, directions=study.directions,
+                                            sampler=make_sampler(study, len(trials)))
+        self.sampling.add_trials([t for t in trials if t.state.is_finished()])
+        self.copy = Recorder(self.sampling, study, memory)
+        for t in trials:
             if counts_toward_budget(t):
                 self.counted += 1
                 self._remember(t)
@@ -285,73 +327,112 @@ class StudySearcher(Searcher):
         return True
 
     def suggest(self, trial_id: str) -> dict | str | None:
-        """Ask Optuna for the next new architecture; duplicates and invalid points are told without running."""
+        """The next new architecture; invalid points and duplicates are told at once, without running."""
         while True:
             if self.abort or self.exhausted():
                 return Searcher.FINISHED
-            trial = self.ostudy.ask()
             self.counted += 1
-            arch, attrs = self._arch(trial)
-            if arch is None:
-                continue
-            h = arch.hash
-            if h in self.known:
-                self._tell_duplicate(trial, attrs, self.known[h])
-                continue
-            if any(live.arch.hash == h for live in self.live.values()):
-                self.waiting.setdefault(h, []).append((trial, attrs))
-                continue
-            for k, v in attrs.items():
-                trial.set_user_attr(k, v)
-            self.live[trial_id] = _Live(trial, arch, attrs, time.monotonic())
-            return {"arch": attrs["arch"], "hash": h, "number": trial.number}
+            live = self._from_queue() if self.queued else self._sample()
+            if live is not None:
+                self.live[trial_id] = live
+                return {"arch": live.attrs["arch"], "hash": live.arch.hash, "number": live.number}
 
-    def _arch(self, trial: optuna.Trial) -> tuple[Arch | None, dict]:
-        """The architecture of an asked trial: sampled, or stored on it (a named point outside the space)."""
-        attrs = dict(trial.user_attrs)
+    def _sample(self) -> _Live | None:
+        """Ask the sampler (on the in-memory copy) for an architecture and record the trial in the storage."""
+        mirror = self.sampling.ask()
         try:
-            if "arch" in attrs and not trial.params and "named" in attrs:
+            arch = self.study.space.sample(mirror)
+        except SpecError as e:
+            return self._invalid(None, mirror, e)
+        attrs = {"arch": arch.to_yaml(), "hash": arch.hash}
+        if self._settled(None, mirror, arch, attrs):
+            return None
+        number = self.rec.create(TrialState.RUNNING, None, self.copy.get(mirror.number), attrs)
+        return _Live(number, mirror, arch, attrs)
+
+    def _from_queue(self) -> _Live | None:
+        """Pop the storage's next enqueued trial: a named point (maybe outside the space) or a re-queued one."""
+        self.queued -= 1
+        trial = self.ostudy.ask()
+        attrs = {k: v for k, v in trial.user_attrs.items() if k in ("named", "retry_of", "in_space", "arch")}
+        try:
+            if "arch" in attrs and not trial.params:
                 arch = Arch.from_yaml(attrs["arch"])
             else:
-                arch = self.study.space.sample(trial)
+                arch = self.study.space.sample(trial)  # every parameter is fixed by the queue
         except SpecError as e:
-            reason = f"invalid architecture: {e}"
-            self.rec.finish(trial.number, TrialState.FAIL, None, {"fail_reason": reason, "status": "failed"})
-            self.tally.add(TrialState.FAIL, None, {}, trial.number)
-            self.log(_line(trial.number, "failed", reason))
-            return None, attrs
+            return self._invalid(trial.number, None, e)
         if attrs.get("named"):
             arch = dataclasses.replace(arch, name=attrs["named"])
         attrs.update(arch=arch.to_yaml(), hash=arch.hash)
-        return arch, attrs
+        if self._settled(trial.number, None, arch, attrs):
+            return None
+        for k in ("arch", "hash"):
+            trial.set_user_attr(k, attrs[k])
+        return _Live(trial.number, None, arch, attrs)
 
-    def _tell_duplicate(self, trial: optuna.Trial, attrs: dict, original: FrozenTrial) -> None:
+    def _invalid(self, number: int | None, mirror: optuna.Trial | None, e: SpecError) -> None:
+        """An architecture that cannot exist: a failed trial with the reason, never run."""
+        attrs = {"fail_reason": f"invalid architecture: {e}", "status": "failed"}
+        number = self._record(number, mirror, TrialState.FAIL, None, attrs)
+        self.tally.add(TrialState.FAIL, None, attrs, number)
+        self.log(_line(number, "failed", attrs["fail_reason"]))
+        return None
+
+    def _settled(self, number: int | None, mirror: optuna.Trial | None, arch: Arch, attrs: dict) -> bool:
+        """Whether the architecture needs no run: evaluated before (told again now) or running (told later)."""
+        h = arch.hash
+        if h in self.known:
+            self._tell_duplicate(number, mirror, attrs, self.known[h])
+            return True
+        if any(live.arch.hash == h for live in self.live.values()):
+            self.waiting.setdefault(h, []).append((number, mirror, attrs))
+            return True
+        return False
+
+    def _record(self, number: int | None, mirror: optuna.Trial | None, state: TrialState,
+                values: list[float] | None, attrs: dict) -> int:
+        """Tell a trial's outcome to the storage (creating the trial when it is not there yet) and to the copy."""
+        if number is None:
+            number = self.rec.create(state, values, self.copy.get(mirror.number), attrs)
+        else:
+            self.rec.finish(number, state, values, attrs)
+        if mirror is None:
+            self.sampling.add_trial(self.rec.get(number))
+        else:
+            if state == TrialState.COMPLETE and self.study.constraints:
+                self.copy.storage.set_trial_system_attr(self.copy.trial_id(mirror.number), CONSTRAINTS_KEY,
+                                                        self.rec.violations(attrs))
+            self.sampling.tell(mirror, values if state == TrialState.COMPLETE else None, state=state)
+        return number
+
+    def _tell_duplicate(self, number: int | None, mirror: optuna.Trial | None, attrs: dict,
+                        original: FrozenTrial) -> None:
         copied = {k: v for k, v in original.user_attrs.items() if k not in ("named", "retry_of", "in_space")}
         copied.update({k: attrs[k] for k in ("named", "retry_of") if k in attrs}, duplicate_of=original.number)
-        self.rec.finish(trial.number, original.state, original.values, copied)
-        self.tally.add(original.state, original.values, copied, trial.number)
-        self.log(_line(trial.number, f"= #{original.number}", _summary(original.state, copied)))
+        number = self._record(number, mirror, original.state, original.values, copied)
+        self.tally.add(original.state, original.values, copied, number)
+        self.log(_line(number, f"= #{original.number}", _summary(original.state, copied)))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Tell Optuna how the trial ended: COMPLETE, PRUNED (stopped by ASHA) or FAIL with a reason."""
         live = self.live.pop(trial_id, None)
         if live is None:
             return
-        number = live.trial.number
         try:
             state, values, attrs = self._outcome(result, error, trial_id)
-            self.rec.finish(number, state, values, attrs)
-            frozen = self.rec.get(number)
+            self._record(live.number, live.mirror, state, values, attrs)
+            frozen = self.rec.get(live.number)
         except Exception as e:  # a storage failure ends the search with a message, not a Ray Tune traceback
-            self.abort = f"cannot record trial {number} in {self.study.storage}: {type(e).__name__}: {e}"
+            self.abort = f"cannot record trial {live.number} in {self.study.storage}: {type(e).__name__}: {e}"
             return
-        self.tally.add(state, values, attrs, number)
+        self.tally.add(state, values, attrs, live.number)
         self._remember(frozen)
-        self.log(_line(number, _status(state, attrs), _summary(state, attrs)))
+        self.log(_line(live.number, _status(state, attrs), _summary(state, {**live.attrs, **attrs})))
         if attrs.get("setup_error"):
             self.abort = attrs["fail_reason"]
-        for dup, dup_attrs in self.waiting.pop(live.arch.hash, []):
-            self._tell_duplicate(dup, dup_attrs, frozen)
+        for number, mirror, dup_attrs in self.waiting.pop(live.arch.hash, []):
+            self._tell_duplicate(number, mirror, dup_attrs, frozen)
 
     def _outcome(self, result: dict | None, error: bool, trial_id: str) -> tuple[TrialState, list[float] | None, dict]:
         if error or not result:
@@ -388,11 +469,11 @@ class StudySearcher(Searcher):
 
     def interrupt(self) -> int:
         """Fail and re-queue every trial still out (the run is stopping); return how many."""
-        pending = [live.trial for live in self.live.values()]
-        pending += [t for dups in self.waiting.values() for t, _ in dups]
-        for t in pending:
+        pending = [live.number for live in self.live.values()]
+        pending += [number for dups in self.waiting.values() for number, _, _ in dups if number is not None]
+        for number in pending:
             with contextlib.suppress(Exception):
-                self.rec.requeue(self.rec.get(t.number))
+                self.rec.requeue(self.rec.get(number))
         self.live.clear()
         self.waiting.clear()
         return len(pending)

@@ -58,7 +58,7 @@ def local_ray(tmp_path_factory: pytest.TempPathFactory) -> None:
     """One local Ray for the module (2 CPUs, no dashboard), shut down at the end; never `ray stop`."""
     os.environ["NAS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))  # workers inherit it
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

@@ -32,7 +32,11 @@ def job(tmp_path: Path, **overrides: object) -> Job:
                           "width_mult": 0.25, "train": {"epochs": 2, "batch_size": 16},
                           "latency": {"max_seconds": 0.2, "min_runs": 3, "max_attempts": 1}}}
     for key, value in overrides.items():
-        data[key] = value
+        if key == "evaluator":
+            for section, fields in value.items():  # merged, so the quick latency settings stay
+                data["evaluator"][section] = {**data["evaluator"].get(section, {}), **fields}
+        else:
+            data[key] = value
     return Job.from_study(Study.from_dict(data, source=str(tmp_path / "t.yaml")))
 
 
@@ -75,8 +79,7 @@ def test_failures_are_reports_with_a_reason(tmp_path: Path, arch: str, reason: s
 
 
 def test_divergence_fails_the_trial(tmp_path: Path) -> None:
-    final, _ = trial(job(tmp_path, evaluator={"data": {"name": "digits", "resolution": 8, "limit_train": 64},
-                                              "train": {"epochs": 2, "batch_size": 16, "lr": 1e9}}), TINY)
+    final, _ = trial(job(tmp_path, evaluator={"train": {"lr": 1e9}}), TINY)
     assert final["status"] == "failed" and final["reason"].startswith("diverged: training loss is nan")
 
 
