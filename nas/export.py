@@ -255,6 +255,10 @@ def train_entry(arch: Arch, study: Study, t: FrozenTrial, name: str, data: Any, 
     bar = Progress(name, cfg.epochs, start, log)
     try:
         result = train_model(model, data, cfg, callback=bar, checkpoint=lambda s: ckpt.save(model, s), resume=resume)
+    except KeyboardInterrupt:
+        bar.close()
+        log(f"  {name}: interrupted after epoch {ckpt.epoch} of {cfg.epochs}; run the same command again to resume")
+        raise
     finally:
         bar.close()
     return model, {"epochs": result.epochs, "accuracy": result.accuracy, "history": result.history,
@@ -301,6 +305,7 @@ class Checkpoint:
         self.directory = Path(directory)
         self.key = key
         self.seconds = 0.0  # training time of the whole run, across resumptions
+        self.epoch = 0  # the last epoch saved
         self._since = time.perf_counter()
 
     def load(self, model: nn.Module) -> Any:
@@ -331,6 +336,7 @@ class Checkpoint:
                            f"({type(e).__name__}); {fix}") from None
         self.seconds = float(saved.get("seconds", 0.0))
         self._since = time.perf_counter()
+        self.epoch = state.epoch
         return state
 
     def save(self, model: nn.Module, state: Any) -> None:
@@ -348,6 +354,7 @@ class Checkpoint:
         record = {"key": self.key, "epoch": state.epoch, "history": state.history, "seconds": self.seconds,
                   "files": files}
         _atomic(self.directory / "progress.json", lambda p: p.write_text(json.dumps(record, indent=1)))
+        self.epoch = state.epoch
         for f in self.directory.iterdir():
             if f.name not in (*files.values(), "progress.json"):
                 f.unlink(missing_ok=True)

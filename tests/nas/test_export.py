@@ -97,7 +97,10 @@ def test_trained_export_matches_and_resumes_after_an_interruption(study_dir: Pat
     t = get_trial(study, ostudy, n["best"])
     opts = ExportOptions(root=study_dir / "zoo", epochs=2, threads=1, latency=True)
 
+    lines: list[str] = []
+
     def interrupt_after_first_epoch(line: str) -> None:
+        lines.append(line.strip())
         if "epoch 1/2" in line:
             raise KeyboardInterrupt
 
@@ -110,6 +113,7 @@ def test_trained_export_matches_and_resumes_after_an_interruption(study_dir: Pat
     assert main(["export", "tiny.yaml", "--trial", str(n["best"]), "--name", "tnet", "--train", "--epochs", "2",
                  "--threads", "1"]) == 0
     out = capsys.readouterr().out
+    assert "tnet: interrupted after epoch 1 of 2; run the same command again to resume" in lines, lines
     assert "tnet: resuming from epoch 1 of 2" in out and "tnet: epoch 2/2  val acc" in out
     assert "epoch 1/2" not in out and not partial.exists()
 
