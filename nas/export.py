@@ -8,8 +8,9 @@ every epoch under `<zoo>/.NAME.partial/` so that running the same command again 
 entry says it is untrained. Every entry gets its deploy form as TorchScript and ONNX (checked with onnxruntime), a
 model card, and a config in the PyTorch image-model conventions.
 
-The model of a trial is built after `torch.manual_seed(train.seed)`, as `trial_model` does; training is deterministic
-for a seed on a CPU, so `--train --epochs E` gives the weights of the trial's model trained for E epochs.
+`trial_model` builds a trial's network the way `--train` starts it (`torch.manual_seed(train.seed)`, the study's width
+and drop path); training is deterministic for a seed on a CPU, so an entry exported with `--train --epochs E` holds
+exactly the weights of that model after E epochs of the study's recipe.
 """
 
 from __future__ import annotations
