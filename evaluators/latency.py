@@ -135,7 +135,7 @@ def timed_model(arch: Arch | str, cfg: LatencyConfig = LatencyConfig(), *, num_c
 
 
 def time_model(model: nn.Module, cfg: LatencyConfig = LatencyConfig(), *, in_chans: int = 3) -> LatencyResult:
-    """Time `model` as it is (any form), in eval mode, with the settings of `cfg`; not cached, not locked."""
+    """Time `model` as it is (any form; moved to the device and dtype in place), in eval mode; not cached or locked."""
     cfg = _normalize(cfg)
     device = torch.device(cfg.device)
     dtype = DTYPES[cfg.dtype]

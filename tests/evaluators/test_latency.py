@@ -33,6 +33,12 @@ FAST = LatencyConfig(resolution=32, warmup=1, min_runs=3, max_seconds=0.2, min_s
 SMALL = {"num_classes": 10, "width_mult": 0.25}
 
 
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Uncached measurements still take the per-device lock in the cache directory: keep it out of $HOME."""
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache-dir"))
+
+
 def test_cache_miss_then_hit(tmp_path: Path) -> None:
     cache = LatencyCache(tmp_path / "lat.sqlite")
     first = measure_latency("resnet18", FAST, cache=cache, **SMALL)
@@ -162,6 +168,12 @@ def test_malformed_cache_file(tmp_path: Path) -> None:
     with pytest.raises(LatencyError) as e:
         measure_latency("resnet18", FAST, cache=str(bad), **SMALL)
     assert str(bad) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_default_cache_location(tmp_path: Path) -> None:
+    r = measure_latency("resnet18", FAST, **SMALL)  # cache="default": $NAS_CACHE_DIR/latency.sqlite
+    assert not r.cached and len(LatencyCache(tmp_path / "cache-dir" / "latency.sqlite")) == 1
+    assert (tmp_path / "cache-dir" / "latency-cpu.lock").exists()
 
 
 def test_pinned_cores() -> None:
