@@ -53,9 +53,10 @@ class LatencyConfig:
     """Where and how to time: the settings that change the answer, then how hard to try for a stable estimate.
 
     Timing stops once the IQR is within `target_rel_iqr` of the median after `min_runs` blocks and `min_seconds`
-    (so one measurement spans the machine's short-term noise), or at `max_seconds`. `cpus` pins the measuring thread
-    to those cores (keep them free of training trials); `max_attempts` bounds the re-measurements while other
-    processes load the CPU above `load_threshold` cores.
+    (so one measurement spans the machine's short-term noise), or at `max_seconds`. `max_attempts` bounds the
+    re-measurements while other processes load the CPU above `load_threshold` cores. `cpus` pins the measuring
+    thread to those cores and counts load on them only: keep them free of training trials (unpinned, trials
+    training anywhere on the machine count as load).
     """
 
     device: str = "cpu"
@@ -148,21 +149,18 @@ def time_model(model: nn.Module, cfg: LatencyConfig = LatencyConfig(), *, in_cha
                                 form="deploy" if getattr(model, "deployed", False) else "train")
     with _pinned(cfg):
         fn, events = _runner(model, x, cfg)
-        best: LatencyResult | None = None
+        attempts: list[LatencyResult] = []
         for attempt in range(cfg.max_attempts):
             if attempt:
                 time.sleep(RETRY_WAIT_SECONDS)
             median, iqr, runs, load = _time(fn, cfg, events)
-            result = LatencyResult(median_ms=median, iqr_ms=iqr, runs=runs, load=load,
-                                   fingerprint=device_fingerprint(cfg.device, cfg.threads, cfg.backend),
-                                   settings=settings, loaded=load > cfg.load_threshold, cached=False,
-                                   params=params)
-            if best is None or result.load < best.load:
-                best = result
-            if not result.loaded:
+            attempts.append(LatencyResult(median_ms=median, iqr_ms=iqr, runs=runs, load=load,
+                                          fingerprint=device_fingerprint(cfg.device, cfg.threads, cfg.backend),
+                                          settings=settings, loaded=load > cfg.load_threshold, cached=False,
+                                          params=params))
+            if not attempts[-1].loaded:
                 break
-    assert best is not None  # max_attempts >= 1 is checked in _normalize
-    return best
+    return min(attempts, key=lambda r: r.load)
 
 
 def latency_settings(cfg: LatencyConfig, *, num_classes: int = 1000, in_chans: int = 3, form: str = "deploy") -> dict:
@@ -469,7 +467,7 @@ def _time(fn: Callable[[], object], cfg: LatencyConfig, events: bool) -> tuple[f
     samples: list[float] = []
     gc_was = gc.isenabled()
     gc.disable()
-    before = _cpu_seconds()
+    before = _cpu_seconds(cfg.cpus)
     start = time.perf_counter()
     try:
         while True:
@@ -482,7 +480,7 @@ def _time(fn: Callable[[], object], cfg: LatencyConfig, events: bool) -> tuple[f
     finally:
         if gc_was:
             gc.enable()
-    load = _other_load(before, _cpu_seconds())
+    load = _other_load(before, _cpu_seconds(cfg.cpus))
     return statistics.median(samples), _iqr(samples), len(samples), load
 
 
@@ -510,16 +508,24 @@ def _iqr(samples: list[float]) -> float:
     return q[2] - q[0]
 
 
-def _cpu_seconds() -> tuple[float, float, float] | None:
-    """(wall clock, CPU seconds of the whole system, CPU seconds of this process), or None without /proc/stat."""
+def _cpu_seconds(cpus: tuple[int, ...] | None = None) -> tuple[float, float, float] | None:
+    """(wall clock, busy CPU seconds of `cpus` (all cores when None), CPU seconds of this process), or None.
+
+    With the measurement pinned to `cpus`, only those cores count: trials training on the other cores are not load.
+    """
     try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        lines = Path("/proc/stat").read_text().splitlines()
     except OSError:
         return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    ticks = os.sysconf("SC_CLK_TCK")
+    wanted = {"cpu"} if cpus is None else {f"cpu{c}" for c in cpus}
+    busy = 0
+    for line in lines:
+        name, *fields = line.split()
+        if name in wanted:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+            busy += user + nice + system + irq + softirq + steal
     own = os.times()
-    return time.perf_counter(), (user + nice + system + irq + softirq + steal) / ticks, own.user + own.system
+    return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
 
 
 def _other_load(before: tuple[float, float, float] | None, after: tuple[float, float, float] | None) -> float:

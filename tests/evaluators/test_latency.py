@@ -110,6 +110,27 @@ def test_under_parallel_load_still_returns_and_says_so(tmp_path: Path) -> None:
     assert stored is not None and stored.loaded and stored.load == r.load
 
 
+def test_pinned_measurement_counts_load_on_its_own_cores_only() -> None:
+    import os
+
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        pytest.skip("needs two cores")
+    train_core, measure_core = cores[0], cores[1]
+    busy = subprocess.Popen([sys.executable, "-c", f"import os; os.sched_setaffinity(0, {{{train_core}}})\n"
+                             "print('busy', flush=True)\nwhile True: pass"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert busy.stdout is not None and busy.stdout.readline().strip() == "busy"
+        cfg = dataclasses.replace(FAST, max_seconds=0.3, min_seconds=0.3)
+        anywhere = measure_latency("resnet18", cfg, cache=None, **SMALL)
+        pinned = measure_latency("resnet18", dataclasses.replace(cfg, cpus=(measure_core,)), cache=None, **SMALL)
+    finally:
+        busy.kill()
+        busy.wait()
+    # the busy "training" process saturates its own core: load for an unpinned measurement, not for a pinned one
+    assert anywhere.load > pinned.load + 0.5
+
+
 def test_measurements_are_serialized_by_a_lock(tmp_path: Path) -> None:
     cache = LatencyCache(tmp_path / "lat.sqlite")
     results = []
