@@ -8,13 +8,15 @@ from evaluators.latency import (
     LatencyError,
     LatencyResult,
     device_fingerprint,
+    device_info,
     measure_latency,
+    time_model,
 )
-from evaluators.train import TrainConfig, TrainingDiverged, TrainResult, train_model
-from evaluators.zero_cost import score
+from evaluators.train import TrainConfig, TrainingDiverged, TrainResult, evaluate, train_model
+from evaluators.zero_cost import PROXIES, score
 
 __all__ = [
     "Cost", "measure_cost", "Data", "DataConfig", "DataError", "load_data", "LatencyCache", "LatencyConfig",
-    "LatencyError", "LatencyResult", "device_fingerprint", "measure_latency", "TrainConfig", "TrainResult",
-    "TrainingDiverged", "train_model", "score",
+    "LatencyError", "LatencyResult", "device_fingerprint", "device_info", "measure_latency", "time_model",
+    "TrainConfig", "TrainResult", "TrainingDiverged", "train_model", "evaluate", "PROXIES", "score",
 ]
