@@ -31,8 +31,6 @@ random sampling, so with those samplers every named point must be in the space.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -208,13 +206,6 @@ class Study:
     def trains(self) -> bool:
         """Whether trials train (accuracy is an objective or constrained)."""
         return "accuracy" in self.metrics()
-
-    def fingerprint(self) -> str:
-        """Hash of what makes trial results comparable: space, objectives, constraints and evaluator settings."""
-        blob = json.dumps({"space": self.space.raw, "objectives": [dataclasses.astuple(o) for o in self.objectives],
-                           "constraints": [dataclasses.astuple(c) for c in self.constraints],
-                           "evaluator": dataclasses.asdict(self.evaluator)}, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @classmethod
     def load(cls, path: str | Path) -> Study:

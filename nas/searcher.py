@@ -1,0 +1,403 @@
+"""The Ray Tune searcher that drives an Optuna study: what to try next, and how each trial ended.
+
+Why a searcher of our own rather than `ray.tune.search.optuna.OptunaSearch` (each is a pitfall of that integration on
+Ray 2.60 / Optuna 5.0):
+- a trial stopped early by ASHA must be PRUNED, not COMPLETE with its partial accuracy;
+- a NaN/inf metric or a missing objective must fail the one trial with a reason, not leave it RUNNING forever or
+  abort the experiment (the trainable also always reports every objective);
+- an architecture the sampler proposes again (same hash) is not evaluated again: the stored result is told again,
+  with the user attribute `duplicate_of`;
+- named points are enqueued trials, run first; one outside the space is evaluated from its stored architecture;
+- the searcher's state is the RDB storage itself, so nothing unpicklable is checkpointed (a closure as the search
+  space would not be) and Ray Tune's experiment restore is not needed: running the same command again resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from ray.tune import Callback
+from ray.tune.search import Searcher
+
+from nas.format import human
+from nas.storage import CONSTRAINTS_KEY, Recorder, counts_toward_budget
+from nas.study import METRICS, Study
+from space import Arch
+from space.errors import NasError, SpecError
+
+Log = Callable[[str], None]
+
+
+def make_sampler(study: Study, offset: int) -> optuna.samplers.BaseSampler:
+    """The study's sampler; `offset` (the number of trials already in the study) reseeds a resumed search."""
+    spec = study.sampler
+    seed = spec.seed + offset  # the same seed again would replay the proposals of the first run
+    if spec.type == "tpe":
+        # Trials run in parallel: constant_liar keeps concurrent asks from proposing the same point.
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.startup, constant_liar=True)
+    if spec.type == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=spec.population)
+    if spec.type == "qmc":
+        return optuna.samplers.QMCSampler(seed=spec.seed, qmc_type="sobol", scramble=True)  # indexes by trial count
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+# -- the searcher -----------------------------------------------------------------------------------------------------
+@dataclass
+class _Live:
+    number: int  # the trial in the storage
+    mirror: optuna.Trial | None  # the same trial in the sampling copy (None: it came from the storage's queue)
+    arch: Arch
+    attrs: dict
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Tally:
+    """Counters and the feasible complete points, for progress lines."""
+
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    infeasible: int = 0
+    duplicates: int = 0
+    points: list[tuple[int, list[float]]] = field(default_factory=list)
+
+    @property
+    def done(self) -> int:
+        """Finished trials (every state)."""
+        return self.complete + self.pruned + self.failed
+
+    def add(self, state: TrialState, values: list[float] | None, attrs: dict, number: int) -> None:
+        """Count one finished trial."""
+        if state == TrialState.COMPLETE:
+            self.complete += 1
+            if attrs.get("feasible", True):
+                self.points.append((number, list(values or [])))
+            else:
+                self.infeasible += 1
+        elif state == TrialState.PRUNED:
+            self.pruned += 1
+        else:
+            self.failed += 1
+        if "duplicate_of" in attrs:
+            self.duplicates += 1
+
+
+REPORT_KEYS = ("status", "epochs", "planned_epochs", "seconds", "history", "node", "host", "fingerprint",
+               "latency_iqr_ms", "latency_loaded", "latency_cached", "params_train", "macs_train", "setup_error")
+
+
+class StudySearcher(Searcher):
+    """Ray Tune searcher over an Optuna study: suggest = ask + sample, on_trial_complete = tell the right state.
+
+    The sampler works on an in-memory copy of the study (finished trials loaded at the start, each new trial told to
+    both): sampling a define-by-run architecture on the RDB directly costs a storage round trip per parameter,
+    several times the whole per-trial budget. The storage gets each trial in one write when it starts and its
+    outcome when it ends. Named points and re-queued trials are popped from the storage's own queue, in order.
+    """
+
+    def __init__(self, ostudy: optuna.Study, study: Study, storage: optuna.storages.BaseStorage, *,
+                 budget_trials: int | None = None, deadline: float | None = None, log: Log = print):
+        super().__init__()
+        self.ostudy = ostudy
+        self.study = study
+        self.rec = Recorder(ostudy, study, storage)
+        self.budget_trials = budget_trials
+        self.deadline = deadline
+        self.log = log
+        self.live: dict[str, _Live] = {}
+        self.waiting: dict[str, list[tuple[int | None, optuna.Trial | None, dict]]] = {}  # duplicates of live ones
+        self.known: dict[str, FrozenTrial] = {}  # hash -> the trial that evaluated it
+        self.tally = Tally()
+        self.errors: dict[str, str] = {}  # Ray Tune trial id -> error text (filled in by the progress callback)
+        self.abort: str | None = None
+        self.counted = 0
+        trials = ostudy.get_trials(deepcopy=False)
+        self.queued = sum(t.state == TrialState.WAITING for t in trials)  # one driver per study: only we enqueue
+        memory = optuna.storages.InMemoryStorage()
+        self.sampling = optuna.create_study(storage=memory, directions=study.directions,
+                                            sampler=make_sampler(study, len(trials)))
+        self.sampling.add_trials([t for t in trials if t.state.is_finished()])
+        self.copy = Recorder(self.sampling, study, memory)
+        for t in trials:
+            if counts_toward_budget(t):
+                self.counted += 1
+                self._remember(t)
+                self.tally.add(t.state, t.values, t.user_attrs, t.number)
+
+    def _remember(self, t: FrozenTrial) -> None:
+        """Keep `t` as the result of its architecture, unless its failure may not happen again."""
+        h, attrs = t.user_attrs.get("hash"), t.user_attrs
+        if h and "duplicate_of" not in attrs and not attrs.get("setup_error") and attrs.get("deterministic", True):
+            self.known.setdefault(h, t)
+
+    def exhausted(self) -> bool:
+        """Whether the trial or time budget is spent."""
+        if self.budget_trials is not None and self.counted >= self.budget_trials:
+            return True
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    # -- Ray Tune hooks ---------------------------------------------------------------------------------------------
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        """Accept: the objectives come from the study file, not from Ray Tune's metric and mode."""
+        return True
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        """The next new architecture; invalid points and duplicates are told at once, without running."""
+        while True:
+            if self.abort or self.exhausted():
+                return Searcher.FINISHED
+            self.counted += 1
+            live = self._from_queue() if self.queued else self._sample()
+            if live is not None:
+                self.live[trial_id] = live
+                return {"arch": live.attrs["arch"], "hash": live.arch.hash, "number": live.number}
+
+    def _sample(self) -> _Live | None:
+        """Ask the sampler (on the in-memory copy) for an architecture and record the trial in the storage."""
+        mirror = self.sampling.ask()
+        try:
+            arch = self.study.space.sample(mirror)
+        except SpecError as e:
+            return self._invalid(None, mirror, e)
+        attrs = {"arch": arch.to_yaml(), "hash": arch.hash}
+        if self._settled(None, mirror, arch, attrs):
+            return None
+        number = self.rec.create(TrialState.RUNNING, None, self.copy.get(mirror.number), attrs)
+        return _Live(number, mirror, arch, attrs)
+
+    def _from_queue(self) -> _Live | None:
+        """Pop the storage's next enqueued trial: a named point (maybe outside the space) or a re-queued one."""
+        self.queued -= 1
+        trial = self.ostudy.ask()
+        attrs = {k: v for k, v in trial.user_attrs.items() if k in ("named", "retry_of", "in_space", "arch")}
+        try:
+            if "arch" in attrs and not trial.params:
+                arch = Arch.from_yaml(attrs["arch"])
+            else:
+                arch = self.study.space.sample(trial)  # every parameter is fixed by the queue
+        except SpecError as e:
+            return self._invalid(trial.number, None, e)
+        if attrs.get("named"):
+            arch = dataclasses.replace(arch, name=attrs["named"])
+        attrs.update(arch=arch.to_yaml(), hash=arch.hash)
+        if self._settled(trial.number, None, arch, attrs):
+            return None
+        for k in ("arch", "hash"):
+            trial.set_user_attr(k, attrs[k])
+        return _Live(trial.number, None, arch, attrs)
+
+    def _invalid(self, number: int | None, mirror: optuna.Trial | None, e: SpecError) -> None:
+        """An architecture that cannot exist: a failed trial with the reason, never run."""
+        attrs = {"fail_reason": f"invalid architecture: {e}", "status": "failed"}
+        number = self._record(number, mirror, TrialState.FAIL, None, attrs)
+        self.tally.add(TrialState.FAIL, None, attrs, number)
+        self.log(_line(number, "failed", attrs["fail_reason"]))
+        return None
+
+    def _settled(self, number: int | None, mirror: optuna.Trial | None, arch: Arch, attrs: dict) -> bool:
+        """Whether the architecture needs no run: evaluated before (told again now) or running (told later)."""
+        h = arch.hash
+        if h in self.known:
+            self._tell_duplicate(number, mirror, attrs, self.known[h])
+            return True
+        if any(live.arch.hash == h for live in self.live.values()):
+            self.waiting.setdefault(h, []).append((number, mirror, attrs))
+            return True
+        return False
+
+    def _record(self, number: int | None, mirror: optuna.Trial | None, state: TrialState,
+                values: list[float] | None, attrs: dict) -> int:
+        """Tell a trial's outcome to the storage (creating the trial when it is not there yet) and to the copy."""
+        if number is None:
+            number = self.rec.create(state, values, self.copy.get(mirror.number), attrs)
+        else:
+            self.rec.finish(number, state, values, attrs)
+        if mirror is None:
+            self.sampling.add_trial(self.rec.get(number))
+        else:
+            if state == TrialState.COMPLETE and self.study.constraints:
+                self.copy.storage.set_trial_system_attr(self.copy.trial_id(mirror.number), CONSTRAINTS_KEY,
+                                                        self.rec.violations(attrs))
+            self.sampling.tell(mirror, values if state == TrialState.COMPLETE else None, state=state)
+        return number
+
+    def _tell_duplicate(self, number: int | None, mirror: optuna.Trial | None, attrs: dict,
+                        original: FrozenTrial) -> None:
+        copied = {k: v for k, v in original.user_attrs.items() if k not in ("named", "retry_of", "in_space")}
+        copied.update({k: attrs[k] for k in ("named", "retry_of") if k in attrs}, duplicate_of=original.number)
+        number = self._record(number, mirror, original.state, original.values, copied)
+        self.tally.add(original.state, original.values, copied, number)
+        self.log(_line(number, f"= #{original.number}", _summary(original.state, copied)))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Tell Optuna how the trial ended: COMPLETE, PRUNED (stopped by ASHA) or FAIL with a reason."""
+        live = self.live.pop(trial_id, None)
+        if live is None:
+            return
+        try:
+            state, values, attrs = self._outcome(result, error, trial_id)
+            self._record(live.number, live.mirror, state, values, attrs)
+            frozen = self.rec.get(live.number)
+        except Exception as e:  # a storage failure ends the search with a message, not a Ray Tune traceback
+            self.abort = f"cannot record trial {live.number} in {self.study.storage}: {type(e).__name__}: {e}"
+            return
+        self.tally.add(state, values, attrs, live.number)
+        self._remember(frozen)
+        self.log(_line(live.number, _status(state, attrs), _summary(state, {**live.attrs, **attrs})))
+        if attrs.get("setup_error"):
+            self.abort = attrs["fail_reason"]
+        for number, mirror, dup_attrs in self.waiting.pop(live.arch.hash, []):
+            self._tell_duplicate(number, mirror, dup_attrs, frozen)
+
+    def _outcome(self, result: dict | None, error: bool, trial_id: str) -> tuple[TrialState, list[float] | None, dict]:
+        if error or not result:
+            reason = self.errors.get(trial_id) or "the trial's worker stopped without a result"
+            return TrialState.FAIL, None, {"fail_reason": f"worker error: {reason}", "status": "failed",
+                                           "deterministic": False}
+        unmeasured = set(result.get("unmeasured") or ())
+        attrs = {k: result[k] for k in (*REPORT_KEYS, *METRICS) if k in result and k not in unmeasured}
+        status = result.get("status")
+        if status == "failed":
+            attrs["fail_reason"] = result.get("reason") or "failed"
+            return TrialState.FAIL, None, attrs
+        names = self.study.metric_names
+        missing = [m for m in names if m not in unmeasured and not isinstance(result.get(m), (int, float))]
+        bad = [m for m in names if m not in missing and not math.isfinite(result.get(m, 0.0))]
+        if missing or bad:
+            reason = (f"the report lacks objective(s) {', '.join(missing)}" if missing else
+                      "non-finite metric: " + ", ".join(f"{m} is {result[m]}" for m in bad))
+            attrs.update(fail_reason=reason, status="failed")
+            return TrialState.FAIL, None, attrs
+        if status == "running":  # the last report was not the last epoch: ASHA stopped the trial
+            attrs["status"] = "pruned"
+            return TrialState.PRUNED, None, attrs
+        if status not in ("complete", "infeasible"):
+            attrs.update(fail_reason=f"unexpected report status {status!r}", status="failed")
+            return TrialState.FAIL, None, attrs
+        if status == "infeasible":
+            attrs.update(infeasible=result.get("reason", ""), trained=False)
+        attrs["feasible"] = all(v <= 0 for v in self.rec.violations(attrs))
+        # An objective never measured (accuracy of an infeasible, untrained trial) is told as the worst value.
+        values = [float(result[m]) if m not in unmeasured else _worst(m, d)
+                  for m, d in zip(names, self.study.directions)]
+        return TrialState.COMPLETE, values, attrs
+
+    def interrupt(self) -> int:
+        """Fail and re-queue every trial still out (the run is stopping); return how many."""
+        pending = [live.number for live in self.live.values()]
+        pending += [number for dups in self.waiting.values() for number, _, _ in dups if number is not None]
+        for number in pending:
+            with contextlib.suppress(Exception):
+                self.rec.requeue(self.rec.get(number))
+        self.live.clear()
+        self.waiting.clear()
+        return len(pending)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Write which study this is: the searcher's state is the RDB storage itself."""
+        Path(checkpoint_path).write_text(json.dumps({"storage": self.study.storage, "study": self.study.name}))
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Check a checkpoint belongs to this study (the state is in the storage)."""
+        saved = json.loads(Path(checkpoint_path).read_text())
+        if saved != {"storage": self.study.storage, "study": self.study.name}:
+            raise NasError(f"searcher checkpoint {checkpoint_path} belongs to another study ({saved})")
+
+
+def _worst(metric: str, direction: str) -> float:
+    """The value told for an objective never measured (the accuracy of an untrained, infeasible trial)."""
+    if metric == "accuracy":
+        return 0.0
+    return -math.inf if direction == "maximize" else math.inf
+
+
+def _status(state: TrialState, attrs: dict) -> str:
+    if state == TrialState.COMPLETE:
+        return "infeasible" if not attrs.get("feasible", True) else "complete"
+    return {TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}.get(state, state.name.lower())
+
+
+def _summary(state: TrialState, attrs: dict) -> str:
+    """The metrics of a finished trial in one short line."""
+    if state == TrialState.FAIL:
+        return str(attrs.get("fail_reason", ""))
+    parts = []
+    if "accuracy" in attrs and attrs.get("trained", True):
+        parts.append(f"acc {attrs['accuracy']:.4f}")
+    if "latency_ms" in attrs:
+        parts.append(f"{attrs['latency_ms']:.3f} ms")
+    parts += [f"{k} {human(attrs[k])}" for k in ("params", "macs") if k in attrs]
+    parts += [f"{k} {attrs[k]:.4g}" for k in ("synflow", "naswot", "snip") if k in attrs]
+    if attrs.get("planned_epochs"):
+        parts.append(f"{attrs.get('epochs', 0)}/{attrs['planned_epochs']} ep")
+    if "seconds" in attrs:
+        parts.append(f"{attrs['seconds']:.1f}s")
+    if attrs.get("named"):
+        parts.append(f"[{attrs['named']}]")
+    if attrs.get("infeasible"):
+        parts.append(f"({attrs['infeasible']})")
+    elif not attrs.get("feasible", True):
+        parts.append("(violates a constraint)")
+    return "  ".join(parts)
+
+
+def _line(number: int, status: str, text: str) -> str:
+    return f"  #{number:<4d} {status:<10s} {text}"
+
+
+# -- progress and errors ----------------------------------------------------------------------------------------------
+class Progress(Callback):
+    """A status line every `every` seconds, and the error text of failed workers for the searcher."""
+
+    def __init__(self, searcher: StudySearcher, every: float, log: Log):
+        self.searcher, self.every, self.log = searcher, every, log
+        self.last = time.monotonic()
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Hand the worker's error to the searcher (it is told the trial failed, not why)."""
+        with contextlib.suppress(Exception):
+            err = trial.get_error()
+            text = " ".join(str(err).split()) if err else ""
+            self.searcher.errors[trial.trial_id] = text[-400:] or "unknown error"
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        """Print the status line when it is due."""
+        if time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            self.log(status_line(self.searcher))
+
+
+def status_line(searcher: StudySearcher) -> str:
+    """Trials done / running / failed, the size of the Pareto front, and the best accuracy within the constraints."""
+    study, t = searcher.study, searcher.tally
+    front = pareto_numbers(t.points, study.directions)
+    line = (f"  [status] {t.done} done ({t.complete} complete, {t.pruned} pruned, {t.failed} failed"
+            + (f", {t.infeasible} infeasible" if t.infeasible else "") + f"), {len(searcher.live)} running, "
+            f"front {len(front)}")
+    if t.points:
+        names = study.metric_names
+        i = names.index("accuracy") if "accuracy" in names else 0
+        sign = 1.0 if study.directions[i] == "maximize" else -1.0
+        number, values = max(t.points, key=lambda p: sign * p[1][i])
+        line += f", best {names[i]} {values[i]:.4g} (#{number})" + (" within constraints" if study.constraints else "")
+    return line
+
+
+def pareto_numbers(points: list[tuple[int, list[float]]], directions: list[str]) -> list[int]:
+    """Numbers of the non-dominated points."""
+    sign = [1.0 if d == "minimize" else -1.0 for d in directions]
+    keyed = [(n, [s * v for s, v in zip(sign, vals)]) for n, vals in points]
+    return [n for n, a in keyed
+            if not any(all(x <= y for x, y in zip(b, a)) and any(x < y for x, y in zip(b, a)) for _, b in keyed)]
