@@ -6,7 +6,7 @@ Latency is cached by architecture across runs, so both samplers see the same val
 hypervolume of each run's front is computed after normalizing both objectives to [0, 1] over the points of all
 runs (reference point: the worst value of each), so 1.0 would be a single point best in both.
 
-    python bench/search_quality.py [--trials 40] [--seeds 0 1 2] [--proxy naswot]
+    python bench/search_quality.py [--trials 60] [--seeds 0 1 2] [--proxy naswot]
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def run(workdir: Path, sampler: str, seed: int, trials: int, proxy: str) -> list
 def main() -> None:
     """Run every (sampler, seed) and print the hypervolumes."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--trials", type=int, default=40)
+    ap.add_argument("--trials", type=int, default=60)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--proxy", default="naswot", choices=("naswot", "synflow", "snip"))
     ap.add_argument("--default", default="tpe", help="the sampler to compare with random (the study default: tpe)")

@@ -174,7 +174,7 @@ def _fit(study: Study, searcher: StudySearcher, concurrency: int, evaluate: Eval
     quiet = [logging.getLogger(n) for n in ("ray.tune", "ray.train", "ray.air")]
     levels = [q.level for q in quiet]
     for q in quiet:
-        q.setLevel(logging.ERROR)
+        q.setLevel(logging.CRITICAL)  # a failed trial is reported by the searcher, with its reason
     try:
         tuner = tune.Tuner(
             trainable,

@@ -9,7 +9,7 @@ A study is a YAML file; every key has a default except `space`. Errors are one l
       latency_ms: {max: 1.0}
       params: {max: 200000}
     named: [resnet18]              # seeds: named points, architecture files, or inline architectures (run first)
-    sampler: {type: tpe, seed: 0}  # tpe (multi-objective TPE) | nsga2 | random | qmc
+    sampler: {type: tpe, seed: 0}  # tpe (multi-objective, multivariate TPE) | nsga2 | random | qmc
     evaluator:
       data: {name: digits, resolution: 16}        # evaluators.DataConfig fields
       train: {epochs: 4, batch_size: 64}          # evaluators.TrainConfig fields (device/threads follow resources)
@@ -117,6 +117,7 @@ class SamplerSpec:
     type: str = "tpe"
     seed: int = 0
     startup: int = 10  # tpe: random trials before the model is used
+    multivariate: bool = True  # tpe: model parameters jointly, per group of co-occurring ones (conditional spaces)
     population: int = 8  # nsga2: population size
 
 

@@ -39,18 +39,19 @@ def inline(name: str, stem: int, width: int = 16) -> dict:
 
 
 def toy(arch, job: Job, report: Reporter) -> None:
-    """Real cost, made-up latency and accuracy: stem width 24 raises, stem width 32 reports NaN."""
+    """Real cost, made-up latency and accuracy; the named points seed_raises, seed_nan and seed_crashes misbehave."""
     from evaluators import measure_cost
 
     cost = measure_cost(arch, input_size=16, num_classes=10)
     report.measured({"params": cost.params, "macs": cost.macs, "latency_ms": cost.macs / 1e6})
-    if arch.stem.width == 24 and arch.name:
+    if arch.name == "seed_raises":
         raise RuntimeError("boom")
+    if arch.name == "seed_crashes":
+        os._exit(3)  # the worker process dies: Ray Tune sees an error, not a report
     quality = 0.1 + 0.8 * (sum(s.width for s in arch.stages) % 7) / 6
     for epoch in range(1, job.epochs + 1):
         time.sleep(0.05)
-        accuracy = float("nan") if arch.stem.width == 32 and arch.name else quality * epoch / job.epochs
-        report.epoch(epoch, accuracy)
+        report.epoch(epoch, float("nan") if arch.name == "seed_nan" else quality * epoch / job.epochs)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,9 @@ def study_file(tmp_path: Path, **data: object) -> Study:
 
 
 def test_seeds_pruning_constraints_and_failures(local_ray: None, tmp_path: Path) -> None:
-    named = [inline("seed_ok", 16), inline("seed_raises", 24), inline("seed_nan", 32), "resnet18"]
+    # seed_ok is the best toy (0.9); seed_low (0.37) reaches ASHA's first rung after it, so it is stopped there.
+    named = [inline("seed_ok", 16, 48), inline("seed_raises", 24), inline("seed_nan", 32), "resnet18",
+             inline("seed_crashes", 20), inline("seed_low", 16, 16)]
     study = study_file(tmp_path, named=named, constraints={"params": {"max": 200_000}}, budget={"trials": 16})
     lines: list[str] = []
     out = run_search(study, evaluate=toy, log=lines.append)
@@ -87,7 +90,8 @@ def test_seeds_pruning_constraints_and_failures(local_ray: None, tmp_path: Path)
     assert ostudy.metric_names == ["accuracy", "latency_ms"]
 
     # The named points are the first trials, started before any sampled one.
-    assert [t.user_attrs.get("named") for t in trials[:4]] == ["seed_ok", "seed_raises", "seed_nan", "resnet18"]
+    assert [t.user_attrs.get("named") for t in trials[:6]] == ["seed_ok", "seed_raises", "seed_nan", "resnet18",
+                                                               "seed_crashes", "seed_low"]
     by_start = sorted(trials, key=lambda t: t.datetime_start)
     assert {t.number for t in by_start[:2]} == {0, 1}
     ok, raises, nan, resnet = trials[:4]
@@ -99,18 +103,21 @@ def test_seeds_pruning_constraints_and_failures(local_ray: None, tmp_path: Path)
         "arch"]
     assert resnet.state == TrialState.COMPLETE and resnet.user_attrs["feasible"] is False
     assert resnet.user_attrs["epochs"] == 0 and resnet.values[0] == 0.0 and resnet.system_attrs["constraints"][0] > 0
+    crashed = trials[4]  # the worker died: failed with Ray's error, and the search went on
+    assert crashed.state == TrialState.FAIL and crashed.user_attrs["fail_reason"].startswith("worker error: ")
+    assert crashed.user_attrs["deterministic"] is False
 
     best = {t.number for t in front(ostudy)}
     assert best and best <= {t.number for t in trials if t.state == TrialState.COMPLETE and t.user_attrs["feasible"]}
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
-    assert pruned, "ASHA stopped no trial"
+    assert trials[5] in pruned and trials[5].user_attrs["accuracy"] < 0.1  # its epoch-1 accuracy
     for t in pruned:  # stopped early: partial accuracy kept as an attribute, never on the front
         assert t.number not in best and t.values is None and t.user_attrs["epochs"] < 4
     invalid = [t for t in trials if t.user_attrs.get("fail_reason", "").startswith("invalid architecture")]
     assert invalid and all(t.state == TrialState.FAIL and "divisible by groups" in t.user_attrs["fail_reason"]
                            for t in invalid)
-    for t in trials:  # every trial that ran carries its architecture and identity
-        if t.state != TrialState.FAIL or t.user_attrs.get("hash"):
+    for t in trials:  # every trial that reported carries its architecture, identity and measurements
+        if "hash" in t.user_attrs and t is not crashed:
             assert {"arch", "hash", "params", "macs", "latency_ms"} <= set(t.user_attrs)
 
     standing = {row["named"]: row["standing"] for row in named_standing(ostudy)}
