@@ -20,11 +20,9 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -38,6 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 import space
+from nas.fileio import atomic_write
 from nas.format import human
 from nas.report import md_table, state_of
 from nas.study import Study
@@ -350,11 +349,11 @@ class Checkpoint:
         self._since = now
         files = {"weights": f"weights-{state.epoch}.safetensors", "state": f"state-{state.epoch}.pt"}
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        _atomic(self.directory / files["weights"], lambda p: save_file(weights, str(p)))
-        _atomic(self.directory / files["state"], lambda p: torch.save(state.to_dict(), p))
+        atomic_write(self.directory / files["weights"], lambda p: save_file(weights, str(p)))
+        atomic_write(self.directory / files["state"], lambda p: torch.save(state.to_dict(), p))
         record = {"key": self.key, "epoch": state.epoch, "history": state.history, "seconds": self.seconds,
                   "files": files}
-        _atomic(self.directory / "progress.json", lambda p: p.write_text(json.dumps(record, indent=1)))
+        atomic_write(self.directory / "progress.json", lambda p: p.write_text(json.dumps(record, indent=1)))
         self.epoch = state.epoch
         for f in self.directory.iterdir():
             if f.name not in (*files.values(), "progress.json"):
@@ -376,15 +375,6 @@ def _differences(old: dict, new: dict) -> str:
     return ", ".join(parts) or "different settings"
 
 
-def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -- config and model card --------------------------------------------------------------------------------------------

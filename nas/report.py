@@ -15,10 +15,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
 import re
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from matplotlib.text import Annotation
 from matplotlib.transforms import offset_copy
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.fileio import atomic_write
 from nas.format import human
 from nas.study import METRICS, Study
 from space.errors import NasError
@@ -348,23 +347,13 @@ def write_report(study: Study, out: str | Path | None = None) -> Report:
     directory = Path(out) if out is not None else report_dir(study)
     directory.mkdir(parents=True, exist_ok=True)
     csv, png, md = directory / "trials.csv", directory / "pareto.png", directory / "summary.md"
-    _atomic(csv, lambda p: df.to_csv(p, index=False))
+    atomic_write(csv, lambda p: df.to_csv(p, index=False))
     fig = plot_front(study, df)
     meta = {"Title": f"nas report: {study.name}", "Software": "nas report", LABELS_KEY: json.dumps(figure_labels(fig))}
-    _atomic(png, lambda p: fig.savefig(p, format="png", metadata=meta))
+    atomic_write(png, lambda p: fig.savefig(p, format="png", metadata=meta))
     text = summary(study, ostudy, df)
-    _atomic(md, lambda p: p.write_text(text))
+    atomic_write(md, lambda p: p.write_text(text))
     return Report(directory=directory, csv=csv, png=png, summary=md, table=df, figure=fig,
                   front=[int(n) for n in df.loc[df["pareto"], "trial"]], running=bool((df["state"] == "running").any()))
 
 
-def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
-    """Write through a temporary file in the same directory, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
