@@ -147,7 +147,8 @@ def time_model(model: nn.Module, cfg: LatencyConfig = LatencyConfig(), *, in_cha
     params = count_params(model)
     settings = latency_settings(cfg, num_classes=getattr(model, "num_classes", 1000), in_chans=in_chans,
                                 form="deploy" if getattr(model, "deployed", False) else "train")
-    with _pinned(cfg):
+    # CUDA events record on the current device's stream: make the measured device current.
+    with _pinned(cfg), torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
         fn, events = _runner(model, x, cfg)
         attempts: list[LatencyResult] = []
         for attempt in range(cfg.max_attempts):
@@ -450,8 +451,8 @@ def _export_onnx(model: nn.Module, x: torch.Tensor) -> bytes:
 # -- the timing loop --------------------------------------------------------------------------------------------------
 def _time(fn: Callable[[], object], cfg: LatencyConfig, events: bool) -> tuple[float, float, int, float]:
     """(median ms, IQR ms, timed blocks, other processes' CPU load in cores) of `fn`, per call."""
-    cuda = cfg.device.startswith("cuda")
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    device = torch.device(cfg.device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     t0 = time.perf_counter()
     warm = min(WARMUP_SECONDS, cfg.max_seconds)
     for i in itertools.count():
