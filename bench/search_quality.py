@@ -45,11 +45,12 @@ def run(workdir: Path, sampler: str, seed: int, trials: int, proxy: str) -> list
         "name": name, "space": "small", "objectives": {proxy: "maximize", "latency_ms": "minimize"},
         "evaluator": {"data": {"name": "digits", "resolution": 16}, "zero_cost": {"batch_size": 64},
                       "latency": {"max_seconds": 0.3, "min_runs": 5, "max_attempts": 1}},
-        "sampler": {"type": sampler, "seed": seed}, "budget": {"trials": trials}}))
+        "sampler": {"type": sampler, "seed": seed}, "budget": {"trials": trials}}, sort_keys=False))
     study = Study.load(path)
     run_search(study, log=lambda line: None)
-    done = optuna.load_study(study_name=name, storage=study.storage).get_trials(states=(TrialState.COMPLETE,))
-    return [(t.values[0], t.values[1]) for t in done]
+    ostudy = optuna.load_study(study_name=name, storage=study.storage)
+    i, j = ostudy.metric_names.index(proxy), ostudy.metric_names.index("latency_ms")
+    return [(t.values[i], t.values[j]) for t in ostudy.get_trials(states=(TrialState.COMPLETE,))]
 
 
 def main() -> None:
