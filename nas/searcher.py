@@ -55,7 +55,12 @@ def make_sampler(study: Study, offset: int) -> optuna.samplers.BaseSampler:
     if spec.type == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=spec.population)
     if spec.type == "qmc":
-        return optuna.samplers.QMCSampler(seed=spec.seed, qmc_type="sobol", scramble=True)  # indexes by trial count
+        # Sobol points over the parameters of the first trial's structure (the rest of a conditional space is drawn
+        # at random); the sequence index comes from the trial count, so the seed stays the same on resume.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.QMCSampler(seed=spec.seed, qmc_type="sobol", scramble=True,
+                                              warn_independent_sampling=False)
     return optuna.samplers.RandomSampler(seed=seed)
 
 
@@ -89,10 +94,10 @@ class Tally:
         """Count one finished trial."""
         if state == TrialState.COMPLETE:
             self.complete += 1
-            if attrs.get("feasible", True):
-                self.points.append((number, list(values or [])))
-            else:
+            if not attrs.get("feasible", True):
                 self.infeasible += 1
+            elif "duplicate_of" not in attrs:  # a duplicate would be a second copy of the same point
+                self.points.append((number, list(values or [])))
         elif state == TrialState.PRUNED:
             self.pruned += 1
         else:
@@ -272,7 +277,9 @@ class StudySearcher(Searcher):
     def _outcome(self, result: dict | None, error: bool, tune_trial: Any) -> Told:
         if error or not result:
             reason = _error_text(tune_trial) or "the trial's worker stopped without a result"
-            return TrialState.FAIL, None, {"fail_reason": f"worker error: {reason}", "status": "failed",
+            # Ray's memory monitor kills a worker with "OutOfMemoryError: ... node running low on memory".
+            kind = "out of memory" if "OutOfMemoryError" in reason or "low on memory" in reason else "worker error"
+            return TrialState.FAIL, None, {"fail_reason": f"{kind}: {reason}", "status": "failed",
                                            "deterministic": False}
         unmeasured = set(result.get("unmeasured") or ())
         attrs = {k: result[k] for k in (*REPORT_KEYS, *METRICS) if k in result and k not in unmeasured}
@@ -358,7 +365,7 @@ def _summary(state: TrialState, attrs: dict) -> str:
         parts.append(f"{attrs['latency_ms']:.3f} ms")
     parts += [f"{k} {human(attrs[k])}" for k in ("params", "macs") if k in attrs]
     parts += [f"{k} {attrs[k]:.4g}" for k in ("synflow", "naswot", "snip") if k in attrs]
-    if attrs.get("planned_epochs"):
+    if attrs.get("planned_epochs") and attrs.get("trained", True):
         parts.append(f"{attrs.get('epochs', 0)}/{attrs['planned_epochs']} ep")
     if "seconds" in attrs:
         parts.append(f"{attrs['seconds']:.1f}s")

@@ -220,8 +220,9 @@ def front(ostudy: optuna.Study) -> list[FrozenTrial]:
 def trial_row(t: FrozenTrial, names: list[str]) -> dict[str, Any]:
     """A table row of a trial: number, tag, objectives, cost, epochs, hash."""
     row: dict[str, Any] = {"trial": t.number, "named": t.user_attrs.get("named", "")}
-    for i, name in enumerate(names):
-        row[name] = t.values[i] if t.values else t.user_attrs.get(name)
+    for i, name in enumerate(names):  # measured values; an untrained (infeasible) trial has no accuracy
+        measured = t.values[i] if t.values and t.user_attrs.get("trained", True) else None
+        row[name] = t.user_attrs.get(name, measured)
     for k in ("params", "macs"):
         if k not in names and k in t.user_attrs:
             row[k] = t.user_attrs[k]

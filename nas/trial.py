@@ -296,9 +296,12 @@ def run(config: dict, job: Job, evaluate_fn: Evaluate, send: Callable[[dict], No
             final = report.record("complete")
     except Infeasible as e:
         final = report.record("infeasible", reason=str(e))
-    except SetupError as e:
-        final = report.record("failed", reason=f"setup: {e}")
-        final["setup_error"] = True
+    except (SetupError, SpecError) as e:
+        if isinstance(e, SpecError) and e.source != "train config":  # a train config error is the study's
+            final = report.record("failed", reason=failure_reason(e))
+        else:
+            final = report.record("failed", reason=f"setup: {e}")
+            final["setup_error"] = True
     except Exception as e:
         final = report.record("failed", reason=failure_reason(e))
     if final is not None:
