@@ -35,7 +35,7 @@ from nas.storage import (
     trial_row,
 )
 from nas.study import Study
-from nas.trial import Evaluate, Job, run_trial
+from nas.trial import ASHA_EPOCH, Evaluate, Job, run_trial
 from space.errors import NasError
 
 # The engine's public surface: the run, and the pieces tools that read or drive a study use.
@@ -154,7 +154,7 @@ def _fit(study: Study, searcher: StudySearcher, concurrency: int, evaluate: Eval
     trainable = tune.with_parameters(run_trial, job=job, evaluate_fn=evaluate)
     trainable = tune.with_resources(trainable, {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
     es = study.early_stopping
-    scheduler = (ASHAScheduler(time_attr="epoch", metric="accuracy", mode="max", max_t=job.epochs,
+    scheduler = (ASHAScheduler(time_attr=ASHA_EPOCH, metric="accuracy", mode="max", max_t=job.epochs,
                                grace_period=es.grace_period, reduction_factor=es.reduction_factor)
                  if es is not None and job.epochs > es.grace_period else FIFOScheduler())
     callback = Progress(searcher, status_every, log)

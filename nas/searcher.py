@@ -174,7 +174,8 @@ class StudySearcher(Searcher):
             live = self._from_queue() if self.queued else self._sample()
             if live is not None:
                 self.live[trial_id] = live
-                return {"arch": live.attrs["arch"], "hash": live.arch.hash, "number": live.number}
+                return {"arch": live.attrs["arch"], "hash": live.arch.hash, "number": live.number,
+                        "named": live.attrs.get("named")}
 
     def _sample(self) -> _Live | None:
         """Ask the sampler (on the in-memory copy) for an architecture and record the trial in the storage."""

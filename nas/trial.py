@@ -9,6 +9,8 @@ build, out of memory, NaN) becomes a final report with status `failed` and a rea
 failed trial is recorded, not retried.
 
 Report statuses: `running` (an epoch before the last), `complete`, `infeasible` (stopped before training), `failed`.
+Epoch reports of a trial that early stopping may stop also carry `ASHA_EPOCH`, the scheduler's clock; a named point
+(a baseline) does not, so it is always trained for the full budget and never moves the scheduler's cut-offs.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from typing import Any
 from nas.study import METRICS, Constraint, EvaluatorSpec, Study
 from space import Arch
 from space.errors import NasError, SpecError
+
+ASHA_EPOCH = "asha_epoch"  # the early-stopping scheduler's clock (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -70,9 +74,10 @@ class SetupError(Exception):
 class Reporter:
     """The evaluator's side of a trial: `measured(...)` before training, `epoch(...)` after each epoch."""
 
-    def __init__(self, job: Job, send: Callable[[dict], None]):
+    def __init__(self, job: Job, send: Callable[[dict], None], *, stoppable: bool = True):
         self.job = job
         self.send = send
+        self.stoppable = stoppable
         self.values: dict[str, float] = {}
         self.info: dict[str, Any] = {}
         self.start = time.perf_counter()
@@ -108,6 +113,8 @@ class Reporter:
                    seconds=round(time.perf_counter() - self.start, 3))
         if epoch is not None:
             out["epoch"] = epoch
+            if self.stoppable:
+                out[ASHA_EPOCH] = epoch
         if reason is not None:
             out["reason"] = reason
         return out
@@ -286,7 +293,7 @@ def run(config: dict, job: Job, evaluate_fn: Evaluate, send: Callable[[dict], No
     import torch
 
     torch.set_num_threads(job.threads)
-    report = Reporter(job, send)
+    report = Reporter(job, send, stoppable=not config.get("named"))
     report.info.update(node=_node(), host=socket.gethostname())
     final: dict | None = None
     try:

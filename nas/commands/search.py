@@ -56,13 +56,10 @@ def run(args: argparse.Namespace) -> int:
 def _frame(rows: list[dict], names: list[str]) -> pd.DataFrame:
     """Rows as a table with readable numbers."""
     df = pd.DataFrame(rows)
-    for col in df.columns:
-        if col in ("params", "macs", "activations"):
-            df[col] = [human(v) if isinstance(v, (int, float)) else "" for v in df[col]]
-        elif col == "accuracy":
-            df[col] = [f"{v:.4f}" if isinstance(v, float) else "" for v in df[col]]
-        elif col == "latency_ms":
-            df[col] = [f"{v:.3f}" if isinstance(v, float) else "" for v in df[col]]
-        elif col in names:
-            df[col] = [f"{v:.4g}" if isinstance(v, float) else "" for v in df[col]]
+    formats = {"params": human, "macs": human, "activations": human, "accuracy": "{:.4f}".format,
+               "latency_ms": "{:.3f}".format, **{n: "{:.4g}".format for n in names if n not in ("accuracy",
+                                                                                             "latency_ms")}}
+    for col, fmt in formats.items():
+        if col in df.columns:  # blank where a metric was not measured (an untrained, infeasible trial's accuracy)
+            df[col] = [fmt(v) if isinstance(v, (int, float)) and pd.notna(v) else "" for v in df[col]]
     return df

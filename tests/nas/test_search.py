@@ -77,10 +77,11 @@ def study_file(tmp_path: Path, **data: object) -> Study:
 
 
 def test_seeds_pruning_constraints_and_failures(local_ray: None, tmp_path: Path) -> None:
-    # seed_ok is the best toy (0.9); seed_low (0.37) reaches ASHA's first rung after it, so it is stopped there.
     named = [inline("seed_ok", 16, 48), inline("seed_raises", 24), inline("seed_nan", 32), "resnet18",
              inline("seed_crashes", 20), inline("seed_low", 16, 16)]
-    study = study_file(tmp_path, named=named, constraints={"params": {"max": 200_000}}, budget={"trials": 16})
+    # One trial at a time, so ASHA's decisions (and the test) do not depend on which of two trials reports first.
+    study = study_file(tmp_path, named=named, constraints={"params": {"max": 200_000}}, budget={"trials": 16},
+                       concurrency=1)
     lines: list[str] = []
     out = run_search(study, evaluate=toy, log=lines.append)
     assert not out.interrupted and out.ran == 16
@@ -92,8 +93,7 @@ def test_seeds_pruning_constraints_and_failures(local_ray: None, tmp_path: Path)
     # The named points are the first trials, started before any sampled one.
     assert [t.user_attrs.get("named") for t in trials[:6]] == ["seed_ok", "seed_raises", "seed_nan", "resnet18",
                                                                "seed_crashes", "seed_low"]
-    by_start = sorted(trials, key=lambda t: t.datetime_start)
-    assert {t.number for t in by_start[:2]} == {0, 1}
+    assert [t.number for t in sorted(trials, key=lambda t: t.datetime_start)][:6] == list(range(6))
     ok, raises, nan, resnet = trials[:4]
     assert ok.state == TrialState.COMPLETE and ok.user_attrs["feasible"] and "basic" in ok.user_attrs["arch"]
     assert raises.state == TrialState.FAIL and raises.user_attrs["fail_reason"] == "RuntimeError: boom"
@@ -110,7 +110,9 @@ def test_seeds_pruning_constraints_and_failures(local_ray: None, tmp_path: Path)
     best = {t.number for t in front(ostudy)}
     assert best and best <= {t.number for t in trials if t.state == TrialState.COMPLETE and t.user_attrs["feasible"]}
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
-    assert trials[5] in pruned and trials[5].user_attrs["accuracy"] < 0.1  # its epoch-1 accuracy
+    assert pruned and all(not t.user_attrs.get("named") for t in pruned)
+    low = trials[5]  # a baseline is trained for the whole budget, however poor its first epochs
+    assert low.state == TrialState.COMPLETE and low.user_attrs["epochs"] == 4 and low.values[0] < 0.4
     for t in pruned:  # stopped early: partial accuracy kept as an attribute, never on the front
         assert t.number not in best and t.values is None and t.user_attrs["epochs"] < 4
     invalid = [t for t in trials if t.user_attrs.get("fail_reason", "").startswith("invalid architecture")]
