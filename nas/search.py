@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -126,8 +127,6 @@ def _ray(address: str | None) -> Iterator[dict]:
 
     Only a Ray started here is shut down here (never `ray stop`: it kills every Ray process on the machine).
     """
-    import ray
-
     started = False
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
