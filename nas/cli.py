@@ -1,16 +1,32 @@
-"""The `nas` command line. Each sub-command lives in `nas/commands/<name>.py` with `add_parser` and `run`."""
+"""The `nas` command line. Each sub-command lives in `nas/commands/<name>.py` with `add_parser` and `run`.
+
+Building the parser imports only the command modules, which import their heavy dependencies (torch, Ray, Optuna,
+pandas) inside `run`: `nas --help` and usage errors answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from collections.abc import Sequence
 
-from space.errors import NasError
-
 # One line per command module; each registers its own sub-commands.
-COMMANDS = ("zoo", "show", "space", "latency", "search", "dashboard", "report", "export")
+COMMANDS = ("zoo", "show", "space", "latency", "search", "repeat", "dashboard", "report", "export")
+
+# What to do about an operating-system error on a path the user gave, by errno.
+_PATH_ADVICE = {
+    errno.ENAMETOOLONG: "name too long for the file system; use a shorter name or path",
+    errno.EACCES: "permission denied; check its permissions or choose another path",
+    errno.EPERM: "operation not permitted; check its permissions or choose another path",
+    errno.EISDIR: "a folder where a file belongs; give the path of a file",
+    errno.ENOTDIR: "a part of the path is a file where a folder belongs; check the path",
+    errno.ENOENT: "no such file or folder; check the path",
+    errno.EROFS: "read-only file system; choose a writable location",
+    errno.ENOSPC: "no space left on the device; free some space or choose another location",
+    errno.ELOOP: "too many levels of symbolic links; check the path",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,14 +46,30 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def path_error(e: OSError) -> str:
+    """One line for an operating-system error on a path: the path (shortened when huge) and what to do."""
+    name = str(e.filename)
+    if len(name) > 120:
+        name = f"{name[:60]}...{name[-40:]} ({len(name):,} characters)"
+    advice = _PATH_ADVICE.get(e.errno or 0, f"{e.strerror or e}; check the path")
+    return f"{name}: {advice}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run a sub-command; user errors print one line and return 2."""
     args = make_parser().parse_args(argv)
+    from space.errors import NasError  # after parsing: importing `space` loads torch
+
     try:
         return int(args.func(args) or 0)
     except NasError as e:
         sys.stderr.write(f"nas: error: {e}\n")
         return e.exit_code
+    except OSError as e:
+        if e.filename is None:  # not about a path the user gave: a real failure, shown in full
+            raise
+        sys.stderr.write(f"nas: error: {path_error(e)}\n")
+        return 2
     except KeyboardInterrupt:
         sys.stderr.write("nas: interrupted\n")
         return 130

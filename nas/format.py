@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where a table is printed, not when the CLI builds its parser
+    import pandas as pd
 
 _NUMERIC = re.compile(r"^-?[\d,]*\.?\d+(e[-+]?\d+)?[KMGT%]?[a-z]*$")
 
@@ -18,9 +20,15 @@ def human(n: float, unit: str = "") -> str:
 
 
 def table(df: pd.DataFrame) -> str:
+    """A plain-text table of a DataFrame (see `text_table`); missing values are blank."""
+    import pandas as pd
+
+    return text_table([str(c) for c in df.columns],
+                      [["" if pd.isna(v) else str(v) for v in r] for r in df.itertuples(index=False)])
+
+
+def text_table(cols: list[str], rows: list[list[str]]) -> str:
     """A plain-text table: text columns left-aligned (indentation kept), number columns right-aligned."""
-    cols = [str(c) for c in df.columns]
-    rows = [["" if pd.isna(v) else str(v) for v in r] for r in df.itertuples(index=False)]
     numeric = [bool(rows) and all(_NUMERIC.match(r[i].strip()) or not r[i].strip() for r in rows)
                for i in range(len(cols))]
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from nas.commands import port
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register `nas dashboard`."""
     p = sub.add_parser("dashboard", help="explore a study's trials and Pareto front in optuna-dashboard")
     p.add_argument("study", help="a study .yaml (its storage is opened) or a storage URL")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=port, default=8080)
     p.set_defaults(func=run)
 
 

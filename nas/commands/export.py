@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from nas.commands import float_in, int_in, positive_int
+
 EPOCHS_FACTOR = 5  # default length of `--train`: this many times the study's proxy-training epochs
 
 
@@ -13,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "ONNX, model card, config) loadable with nas.zoo.create_model")
     p.add_argument("study", help="a study .yaml that has been searched")
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--trial", type=int, metavar="N", help="this trial (see 'nas report')")
+    which.add_argument("--trial", type=int_in(0), metavar="N", help="this trial (see 'nas report')")
     which.add_argument("--pareto", action="store_true", help="every trial on the Pareto front")
     which.add_argument("--best-under-latency", metavar="T", help="the most accurate complete feasible trial with "
                        "latency <= T (e.g. 5ms, 800us, 0.01s)")
@@ -22,15 +24,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "directory zoo.create_model searches)")
     p.add_argument("--train", action="store_true", help="train the network with the study's data and recipe "
                    "(resumes from the last finished epoch when interrupted)")
-    p.add_argument("--epochs", type=int, default=None, help=f"epochs of --train (default {EPOCHS_FACTOR}x the "
+    p.add_argument("--epochs", type=positive_int, default=None, help=f"epochs of --train (default {EPOCHS_FACTOR}x the "
                    "study's training epochs); implies --train")
-    p.add_argument("--width-mult", type=float, default=None, help="width of the exported network (default: the "
-                   "study's, i.e. the network the trial trained; 1 for the full-width searched architecture)")
+    p.add_argument("--width-mult", type=float_in(0, 4, open_lo=True), default=None, help="width of the exported "
+                   "network (default: the study's, i.e. the network the trial trained; 1 for the full-width searched "
+                   "architecture)")
     p.add_argument("--force", action="store_true", help="replace existing entries")
     p.add_argument("--restart", action="store_true", help="discard an interrupted --train run instead of resuming")
     p.add_argument("--no-latency", action="store_true", help="do not measure the exported network's latency")
     p.add_argument("--device", default="cpu", help="training device: cpu or cuda[:N] (default cpu)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads of training (default: torch's)")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads of training (default: torch's)")
     p.set_defaults(func=run)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from nas.commands import float_in, positive_float, positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register `nas latency`."""
@@ -11,16 +13,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="a named point (see 'nas zoo list') or an architecture .yaml")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--backend", default="eager", help="eager, torchscript or onnxruntime (default eager)")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--input", type=int, default=None, help="input resolution (default: the model's own, or 224)")
+    p.add_argument("--batch-size", type=positive_int, default=1)
+    p.add_argument("--input", type=positive_int, default=None, help="input resolution (default: the model's own, "
+                   "or 224)")
     p.add_argument("--dtype", default="float32", help="float32; float16 or bfloat16 on CUDA (bfloat16 also on cpu)")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: stable, unaffected by load)")
+    p.add_argument("--threads", type=positive_int, default=1, help="CPU threads (default 1: stable, unaffected by "
+                   "load)")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
-    p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--in-chans", type=int, default=3)
-    p.add_argument("--width-mult", type=float, default=1.0, help="scale every channel count")
-    p.add_argument("--max-seconds", type=float, default=5.0, help="time budget of one measurement attempt")
-    p.add_argument("--load-threshold", type=float, default=0.5, help="re-measure while other processes use more "
+    p.add_argument("--num-classes", type=positive_int, default=1000)
+    p.add_argument("--in-chans", type=positive_int, default=3)
+    p.add_argument("--width-mult", type=float_in(0, 4, open_lo=True), default=1.0, help="scale every channel count")
+    p.add_argument("--max-seconds", type=positive_float, default=5.0, help="time budget of one measurement attempt")
+    p.add_argument("--load-threshold", type=float_in(0), default=0.5, help="re-measure while other processes use more "
                    "than this many cores (default 0.5)")
     p.add_argument("--cpus", default=None, help="pin the measurement to these cores, e.g. '1' or '2,3'")
     p.add_argument("--cache", default="default", help="latency cache file (default: $NAS_CACHE_DIR or "
@@ -61,3 +65,4 @@ def run(args: argparse.Namespace) -> int:
           + (f" — above the {cfg.load_threshold} threshold on every attempt; the figure may be inflated"
              if r.loaded else ""))
     return 0
+

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-import pandas as pd
-
-from nas.format import human, table
+from nas.commands import positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -14,16 +12,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("show", help="layer table of a named architecture or an architecture file")
     p.add_argument("model", help="a named point (see 'nas zoo list') or an architecture .yaml")
     p.add_argument("--deploy", action="store_true", help="show the deploy (re-parameterized) form")
-    p.add_argument("--input", type=int, default=None, help="input resolution (default: the model's own, or 224)")
-    p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--depth", type=int, default=3, help="module nesting depth of the table (default 3: blocks)")
+    p.add_argument("--input", type=positive_int, default=None, help="input resolution (default: the model's own, "
+                   "or 224)")
+    p.add_argument("--num-classes", type=positive_int, default=1000)
+    p.add_argument("--depth", type=positive_int, default=3, help="module nesting depth of the table (default 3: "
+                   "blocks)")
     p.add_argument("--yaml", action="store_true", help="print the architecture YAML instead of the table")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the table."""
+    import pandas as pd
+
     from evaluators.cost import module_breakdown
+    from nas.format import human, table
     from space import MODELS, create_model, resolve_arch
 
     arch = resolve_arch(args.model)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from space.errors import NasError
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register `nas space`."""
@@ -19,6 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_check(args: argparse.Namespace) -> int:
     """Validate; every declared named point must round-trip; report the others the space happens to contain."""
     from space import MODELS, get_arch
+    from space.errors import NasError
     from space.search_space import Space
 
     sp = Space.load(args.file)
