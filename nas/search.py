@@ -67,12 +67,11 @@ def run_search(study: Study, *, address: str | None = None, trials: int | None =
         ostudy = open_study(study, storage, fresh=fresh)
         rec = Recorder(ostudy, study, storage)
         recovered = rec.recover()
-        if not ostudy.get_trials(deepcopy=False):
-            seeded = rec.seed_named()
-            if seeded:
-                log(f"seeded {len(seeded)} named point(s), evaluated first: {', '.join(seeded)}")
-        elif recovered:
+        if recovered:
             log(f"resuming: {recovered} interrupted trial(s) marked failed and re-queued")
+        seeded = rec.seed_named()
+        if seeded:
+            log(f"seeded {len(seeded)} named point(s), evaluated first: {', '.join(seeded)}")
         spent = float(ostudy.user_attrs.get("search_seconds", 0.0))
         deadline = None if budget_minutes is None else time.monotonic() + budget_minutes * 60 - spent
         start = time.monotonic()

@@ -81,14 +81,16 @@ class Tally:
     complete: int = 0
     pruned: int = 0
     failed: int = 0
-    infeasible: int = 0
-    duplicates: int = 0
+    infeasible: int = 0  # complete but violating a constraint, or never trained because of one
+    untrained: int = 0  # stopped before training by a constraint (counted in `infeasible` too)
+    duplicates: int = 0  # proposals of an architecture evaluated before: its result reused, not an evaluation
+    invalid: int = 0  # proposals that are no valid architecture: refused, not an evaluation
     points: list[tuple[int, list[float]]] = field(default_factory=list)
 
     @property
     def done(self) -> int:
         """Finished trials (every state)."""
-        return self.complete + self.pruned + self.failed
+        return self.complete + self.pruned + self.failed + self.untrained
 
     def add(self, state: TrialState, values: list[float] | None, attrs: dict, number: int) -> None:
         """Count one finished trial."""
@@ -98,16 +100,44 @@ class Tally:
                 self.infeasible += 1
             elif "duplicate_of" not in attrs:  # a duplicate would be a second copy of the same point
                 self.points.append((number, list(values or [])))
+        elif state == TrialState.PRUNED and is_untrained(attrs):
+            self.untrained += 1
+            self.infeasible += 1
         elif state == TrialState.PRUNED:
             self.pruned += 1
         else:
             self.failed += 1
+            self.invalid += bool(attrs.get("invalid"))
         if "duplicate_of" in attrs:
             self.duplicates += 1
 
 
+def is_untrained(attrs: dict) -> bool:
+    """Whether a trial was stopped before training because a constraint already failed (stored PRUNED)."""
+    return attrs.get("status") == "infeasible"
+
+
+def for_sampler(t: FrozenTrial, study: Study) -> FrozenTrial:
+    """The trial as the sampler sees it: an untrained infeasible trial is COMPLETE with its worst accuracy.
+
+    The storage keeps it PRUNED with no values (nothing invented is shown as measured); the in-memory copy that the
+    sampler learns from gets the measured objectives and the worst value for the unmeasured ones, plus its
+    constraint values, so the sampler learns to avoid the region.
+    """
+    if t.state != TrialState.PRUNED or not is_untrained(t.user_attrs):
+        return t
+    values = [float(t.user_attrs[m]) if isinstance(t.user_attrs.get(m), (int, float)) else _worst(m, d)
+              for m, d in zip(study.metric_names, study.directions)]
+    return optuna.trial.create_trial(state=TrialState.COMPLETE, values=values, params=t.params,
+                                     distributions=t.distributions, user_attrs=t.user_attrs,
+                                     system_attrs=t.system_attrs)
+
+
 REPORT_KEYS = ("status", "epochs", "planned_epochs", "seconds", "history", "node", "host", "fingerprint",
-               "latency_iqr_ms", "latency_loaded", "latency_cached", "params_train", "macs_train", "setup_error")
+               "latency_iqr_ms", "latency_loaded", "latency_load", "latency_cached", "latency_remeasured",
+               "params_train", "macs_train", "setup_error", "seed", "repeat", "target_hash", "train_images",
+               "val_images")
+MAX_IDLE_PROPOSALS = 500  # proposals in a row that are duplicates or invalid before the space counts as exhausted
 
 
 class StudySearcher(Searcher):
@@ -140,11 +170,12 @@ class StudySearcher(Searcher):
         memory = optuna.storages.InMemoryStorage()
         self.sampling = optuna.create_study(storage=memory, directions=study.directions,
                                             sampler=make_sampler(study, len(trials)))
-        self.sampling.add_trials([t for t in trials if t.state.is_finished()])
+        self.sampling.add_trials([for_sampler(t, study) for t in trials if t.state.is_finished()])
         self.copy = Recorder(self.sampling, study, memory)
+        self.idle = 0  # proposals in a row that needed no evaluation
         for t in trials:
-            if counts_toward_budget(t):
-                self.counted += 1
+            if t.state.is_finished() and not t.user_attrs.get("interrupted"):
+                self.counted += counts_toward_budget(t)
                 self._remember(t)
                 self.tally.add(t.state, t.values, t.user_attrs, t.number)
 
@@ -170,21 +201,27 @@ class StudySearcher(Searcher):
         while True:
             if self.abort or self.exhausted():
                 return Searcher.FINISHED
-            self.counted += 1
             live = self._from_queue() if self.queued else self._sample()
-            if live is not None:
-                self.live[trial_id] = live
-                return {"arch": live.attrs["arch"], "hash": live.arch.hash, "number": live.number,
-                        "named": live.attrs.get("named")}
+            if live is None:
+                self.idle += 1
+                if self.idle >= MAX_IDLE_PROPOSALS and not self.live:
+                    self.abort = (f"the sampler proposed {self.idle} architectures in a row that were evaluated before "
+                                  "or invalid: the space looks exhausted")
+                continue
+            self.idle = 0
+            self.counted += 1  # the budget counts evaluations: a reused duplicate or a refused proposal is none
+            self.live[trial_id] = live
+            return {"arch": live.attrs["arch"], "hash": live.arch.hash, "number": live.number,
+                    "named": live.attrs.get("named")}
 
     def _sample(self) -> _Live | None:
         """Ask the sampler (on the in-memory copy) for an architecture and record the trial in the storage."""
         mirror = self.sampling.ask()
         try:
             arch = self.study.space.sample(mirror)
+            arch, attrs = self._adapted(arch)
         except SpecError as e:
             return self._invalid(None, mirror, e)
-        attrs = {"arch": arch.to_yaml(), "hash": arch.hash}
         if self._settled(None, mirror, arch, attrs):
             return None
         number = self.rec.create(TrialState.RUNNING, None, self.copy.get(mirror.number), attrs)
@@ -204,16 +241,35 @@ class StudySearcher(Searcher):
             return self._invalid(trial.number, None, e)
         if attrs.get("named"):
             arch = dataclasses.replace(arch, name=attrs["named"])
-        attrs.update(arch=arch.to_yaml(), hash=arch.hash)
+        try:
+            arch, more = self._adapted(arch)
+        except SpecError as e:
+            return self._invalid(trial.number, None, e)
+        attrs.update(more)
         if self._settled(trial.number, None, arch, attrs):
             return None
-        for k in ("arch", "hash"):
-            trial.set_user_attr(k, attrs[k])
+        for k, v in more.items():
+            trial.set_user_attr(k, v)
         return _Live(trial.number, None, arch, attrs)
 
+    def _adapted(self, arch: Arch) -> tuple[Arch, dict]:
+        """The architecture the trial evaluates (adapted to the input, see space.adapt) and its attributes."""
+        ev = self.study.evaluator
+        attrs: dict[str, Any] = {}
+        if ev.adapt_min_feature is not None:
+            from space.adapt import adapt_input
+
+            adaptation = adapt_input(arch, ev.adapt_resolution, ev.adapt_min_feature)
+            if adaptation.changes:
+                arch = adaptation.arch
+                attrs.update(adapted=adaptation.label, adaptation=", ".join(adaptation.changes))
+        arch = arch.validate()
+        attrs.update(arch=arch.to_yaml(), hash=arch.hash)
+        return arch, attrs
+
     def _invalid(self, number: int | None, mirror: optuna.Trial | None, e: SpecError) -> None:
-        """An architecture that cannot exist: a failed trial with the reason, never run."""
-        attrs = {"fail_reason": f"invalid architecture: {e}", "status": "failed"}
+        """An architecture that cannot exist: a failed trial with the reason, never run (and no evaluation)."""
+        attrs = {"fail_reason": f"invalid architecture: {e}", "status": "failed", "invalid": True}
         number = self._record(number, mirror, TrialState.FAIL, None, attrs)
         self.tally.add(TrialState.FAIL, None, attrs, number)
         self.log(_line(number, "failed", attrs["fail_reason"]))
@@ -238,8 +294,10 @@ class StudySearcher(Searcher):
         else:
             self.rec.finish(number, state, values, attrs)
         if mirror is None:
-            self.sampling.add_trial(self.rec.get(number))
+            self.sampling.add_trial(for_sampler(self.rec.get(number), self.study))
         else:
+            if is_untrained(attrs) and state == TrialState.PRUNED:
+                state, values = TrialState.COMPLETE, for_sampler(self.rec.get(number), self.study).values
             if state == TrialState.COMPLETE and self.study.constraints:
                 self.copy.storage.set_trial_system_attr(self.copy.trial_id(mirror.number), CONSTRAINTS_KEY,
                                                         self.rec.violations(attrs))
@@ -302,13 +360,12 @@ class StudySearcher(Searcher):
         if status not in ("complete", "infeasible"):
             attrs.update(fail_reason=f"unexpected report status {status!r}", status="failed")
             return TrialState.FAIL, None, attrs
-        if status == "infeasible":
-            attrs.update(infeasible=result.get("reason", ""), trained=False)
         attrs["feasible"] = all(v <= 0 for v in self.rec.violations(attrs))
-        # An objective never measured (accuracy of an infeasible, untrained trial) is told as the worst value.
-        values = [float(result[m]) if m not in unmeasured else _worst(m, d)
-                  for m, d in zip(names, self.study.directions)]
-        return TrialState.COMPLETE, values, attrs
+        if status == "infeasible":
+            # Never trained: stored PRUNED with what was measured as attributes and no invented objective value.
+            attrs.update(infeasible=result.get("reason", ""), trained=False, feasible=False, status="infeasible")
+            return TrialState.PRUNED, None, attrs
+        return TrialState.COMPLETE, [float(result[m]) for m in names], attrs
 
     def interrupt(self) -> int:
         """Fail and re-queue every trial still out (the run is stopping); return how many."""
@@ -343,7 +400,7 @@ def _error_text(tune_trial: Any) -> str:
 
 
 def _worst(metric: str, direction: str) -> float:
-    """The value told for an objective never measured (the accuracy of an untrained, infeasible trial)."""
+    """The value the sampler's copy gets for an objective never measured (the accuracy of an untrained trial)."""
     if metric == "accuracy":
         return 0.0
     return -math.inf if direction == "maximize" else math.inf
@@ -352,6 +409,8 @@ def _worst(metric: str, direction: str) -> float:
 def _status(state: TrialState, attrs: dict) -> str:
     if state == TrialState.COMPLETE:
         return "infeasible" if not attrs.get("feasible", True) else "complete"
+    if is_untrained(attrs):
+        return "infeasible"
     return {TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}.get(state, state.name.lower())
 
 
@@ -406,9 +465,11 @@ def status_line(searcher: StudySearcher) -> str:
     """Trials done / running / failed, the size of the Pareto front, and the best accuracy within the constraints."""
     study, t = searcher.study, searcher.tally
     front = pareto_numbers(t.points, study.directions)
-    line = (f"  [status] {t.done} done ({t.complete} complete, {t.pruned} pruned, {t.failed} failed"
-            + (f", {t.infeasible} infeasible" if t.infeasible else "") + f"), {len(searcher.live)} running, "
-            f"front {len(front)}")
+    line = (f"  [status] {searcher.counted} evaluated ({t.complete} complete, {t.pruned} pruned, "
+            f"{t.failed - t.invalid} failed" + (f", {t.infeasible} infeasible" if t.infeasible else "") + ")"
+            + (f", {t.duplicates} duplicate(s) reused" if t.duplicates else "")
+            + (f", {t.invalid} invalid proposal(s)" if t.invalid else "")
+            + f", {len(searcher.live)} running, front {len(front)}")
     if t.points:
         names = study.metric_names
         i = names.index("accuracy") if "accuracy" in names else 0

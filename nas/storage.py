@@ -75,11 +75,14 @@ def open_study(study: Study, storage: optuna.storages.BaseStorage, *, fresh: boo
                                  sampler=optuna.samplers.RandomSampler())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        ostudy.set_metric_names(study.metric_names)
+        ostudy.set_metric_names(study.metric_labels)
     ostudy.set_user_attr("fingerprints", _fingerprints(study))
     ostudy.set_user_attr("study_file", study.source)
     ostudy.set_user_attr("space", study.space.name)
     ostudy.set_user_attr("constraints", [c.describe() for c in study.constraints])
+    ostudy.set_user_attr("metrics", study.metric_names)  # the metric keys behind the labelled objectives
+    ostudy.set_user_attr("target", study.evaluator.describe_target())
+    ostudy.set_user_attr("proxy", study.evaluator.describe_proxy())
     ostudy.set_user_attr("search_seconds", 0.0)
     return ostudy
 
@@ -87,7 +90,7 @@ def open_study(study: Study, storage: optuna.storages.BaseStorage, *, fresh: boo
 def _fingerprints(study: Study) -> dict[str, str]:
     parts = {"space": study.space.raw, "objectives": [dataclasses.astuple(o) for o in study.objectives],
              "constraints": [dataclasses.astuple(c) for c in study.constraints],
-             "evaluator": dataclasses.asdict(study.evaluator)}
+             "evaluator": dataclasses.asdict(study.evaluator), "seed": study.seed}
     return {k: hashlib.sha256(json.dumps(v, sort_keys=True, default=str).encode()).hexdigest()[:16]
             for k, v in parts.items()}
 
@@ -97,7 +100,7 @@ def _check_same(study: Study, existing: optuna.Study) -> None:
     where = f"{study.source}: study '{study.name}' in {study.storage}"
     fix = "use --fresh to start it over, or give the study another name"
     stored = [d.name.lower() for d in existing.directions]
-    stored_names = existing.metric_names or [f"objective {i}" for i in range(len(stored))]
+    stored_names = existing.user_attrs.get("metrics") or [f"objective {i}" for i in range(len(stored))]
     if stored != study.directions or stored_names != study.metric_names:
         have = ", ".join(f"{n} ({d})" for n, d in zip(stored_names, stored))
         want = ", ".join(f"{o.metric} ({o.direction})" for o in study.objectives)
@@ -168,9 +171,15 @@ class Recorder:
                                                       "status": "interrupted"})
 
     def seed_named(self) -> list[str]:
-        """Enqueue the named points (the first trials of a new study); one outside the space carries its arch."""
+        """Enqueue the named points that have no trial yet (all of them in a new study, new ones on resume).
+
+        One outside the space carries its architecture. Interrupted ones are re-queued by `recover`.
+        """
+        have = {t.user_attrs.get("named") for t in self.ostudy.get_trials(deepcopy=False)}
         out = []
         for arch in self.study.named:
+            if arch.name in have:
+                continue
             if self.study.space.contains_arch(arch)[0]:
                 self.ostudy.enqueue_trial(self.study.space.encode(arch), user_attrs={"named": arch.name})
             else:
@@ -181,8 +190,11 @@ class Recorder:
 
 
 def counts_toward_budget(t: FrozenTrial) -> bool:
-    """Finished trials count, except interrupted ones (they are re-queued and run again)."""
-    return t.state.is_finished() and not t.user_attrs.get("interrupted")
+    """Whether `t` was an evaluation: finished, not interrupted (re-queued), not a reused duplicate or a refused
+    invalid proposal."""
+    a = t.user_attrs
+    return (t.state.is_finished() and not a.get("interrupted") and "duplicate_of" not in a
+            and not a.get("invalid"))
 
 
 @contextlib.contextmanager
@@ -217,43 +229,73 @@ def front(ostudy: optuna.Study) -> list[FrozenTrial]:
     return [t for t in ostudy.best_trials if "duplicate_of" not in t.user_attrs]
 
 
-def trial_row(t: FrozenTrial, names: list[str]) -> dict[str, Any]:
-    """A table row of a trial: number, tag, objectives, cost, epochs, hash."""
-    row: dict[str, Any] = {"trial": t.number, "named": t.user_attrs.get("named", "")}
-    for i, name in enumerate(names):  # measured values; an untrained (infeasible) trial has no accuracy
-        measured = t.values[i] if t.values and t.user_attrs.get("trained", True) else None
-        row[name] = t.user_attrs.get(name, measured)
+def trial_row(t: FrozenTrial, names: list[str], repeats: dict | None = None) -> dict[str, Any]:
+    """A table row of a trial: number, network, objectives (accuracy as mean ± spread over seeds), cost, epochs."""
+    from nas.repeats import spread_of
+
+    a = t.user_attrs
+    row: dict[str, Any] = {"trial": t.number, "network": display_name(t)}
+    for name in names:
+        row[name] = a.get(name) if a.get("trained", True) or name != "accuracy" else None
+    spread = spread_of(t, repeats or {})
+    if "accuracy" in names and spread is not None and spread.n > 1:
+        row["accuracy"] = spread.mean
+        row["± seeds"] = f"±{spread.std:.4f} (n={spread.n})"
     for k in ("params", "macs"):
-        if k not in names and k in t.user_attrs:
-            row[k] = t.user_attrs[k]
-    if "epochs" in t.user_attrs and t.user_attrs.get("planned_epochs"):
-        row["epochs"] = t.user_attrs["epochs"]
-    row["hash"] = t.user_attrs.get("hash", "")
+        if k not in names and k in a:
+            row[k] = a[k]
+    if "latency_ms" in names and a.get("latency_loaded"):
+        row["latency note"] = "measured under load"
+    if "epochs" in a and a.get("planned_epochs"):
+        row["epochs"] = a["epochs"]
+    row["hash"] = a.get("hash", "")
     return row
 
 
-def named_standing(ostudy: optuna.Study) -> list[dict[str, Any]]:
-    """Where each seeded named point stands: on the front, dominated (by which trial), infeasible, or failed."""
-    names = ostudy.metric_names or [f"objective {i}" for i in range(len(ostudy.directions))]
-    sign = [1.0 if d == optuna.study.StudyDirection.MINIMIZE else -1.0 for d in ostudy.directions]
+def display_name(t: FrozenTrial) -> str:
+    """How tables name a trial's network: 'resnet18 (small-input stem)', 'resnet18', or '' for a sampled one."""
+    a = t.user_attrs
+    name = a.get("named") or ""
+    if a.get("adapted"):
+        return f"{name or 'sampled'} ({a['adapted']})"
+    return name
+
+
+def named_standing(ostudy: optuna.Study, study: Study) -> list[dict[str, Any]]:
+    """Where each seeded named point stands: on the front, dominated (beyond seed noise or within it), infeasible."""
+    from nas.repeats import compare, seed_noise, stored
+
+    names = study.metric_names
     best = front(ostudy)
     on_front = {t.number for t in best}
+    repeats, noise = stored(ostudy), seed_noise(ostudy)
     out = []
     for t in ostudy.get_trials(deepcopy=False):
-        if not t.user_attrs.get("named") or "duplicate_of" in t.user_attrs or t.user_attrs.get("interrupted"):
+        a = t.user_attrs
+        if not a.get("named") or "duplicate_of" in a or a.get("interrupted") or t.state == TrialState.WAITING:
             continue
-        row = trial_row(t, names)
+        row = trial_row(t, names, repeats)
         if t.state == TrialState.COMPLETE and t.number in on_front:
             row["standing"] = "on the Pareto front"
-        elif t.state == TrialState.COMPLETE and not t.user_attrs.get("feasible", True):
-            row["standing"] = "infeasible: " + str(t.user_attrs.get("infeasible") or "violates a constraint")
+        elif not a.get("feasible", True):
+            row["standing"] = "infeasible: " + str(a.get("infeasible") or "violates a constraint")
         elif t.state == TrialState.COMPLETE:
-            mine = [s * v for s, v in zip(sign, t.values)]
-            doms = [b for b in best if all(s * v <= m for s, v, m in zip(sign, b.values, mine))]
-            row["standing"] = f"dominated by #{doms[0].number}" if doms else "dominated"
+            verdicts = [(b, compare(t, b, study, ostudy, noise, repeats)) for b in best]
+            real = [(b, v) for b, v in verdicts if v.startswith("dominates")]
+            within = [b for b, v in verdicts if v == "within noise"]
+            if real:
+                b, v = real[0]
+                row["standing"] = f"dominated by #{b.number}" + (" (seed noise not measured)" if "noise" in v else
+                                                                  " beyond seed noise")
+            elif within:
+                row["standing"] = f"within noise of #{within[0].number} (dominated nominally)"
+            else:
+                row["standing"] = "dominated"
         elif t.state == TrialState.PRUNED:
-            row["standing"] = f"stopped early after {t.user_attrs.get('epochs', '?')} epoch(s)"
+            row["standing"] = f"stopped early after {a.get('epochs', '?')} epoch(s)"
+        elif t.state == TrialState.RUNNING:
+            row["standing"] = "running"
         else:
-            row["standing"] = f"failed: {t.user_attrs.get('fail_reason', '')}"
+            row["standing"] = f"failed: {a.get('fail_reason', '')}"
         out.append(row)
     return out

@@ -10,18 +10,28 @@ A study is a YAML file; every key has a default except `space`. Errors are one l
       params: {max: 200000}
     named: [resnet18]              # seeds: named points, architecture files, or inline architectures (run first)
     sampler: {type: tpe, seed: 0}  # tpe (multi-objective, multivariate TPE) | nsga2 | random | qmc
+    seed: 0                        # every trial's weight init, data order and augmentation derive from it
     evaluator:
-      data: {name: digits, resolution: 16}        # evaluators.DataConfig fields
-      train: {epochs: 4, batch_size: 64}          # evaluators.TrainConfig fields (device/threads follow resources)
-      width_mult: 0.5                             # channel multiplier of the trained / zero-cost proxy model
-      latency: {batch_size: 1, backend: eager}    # evaluators.LatencyConfig fields (resolution: the data's)
+      data: {name: digits}                        # the task: evaluators.DataConfig fields (not the resolution)
+      target: {width_mult: 1.0, resolution: 32}   # the network that will be deployed: latency, params, MACs
+      latency: {batch_size: 1, backend: eager}    # evaluators.LatencyConfig fields: how the target is timed
+      proxy: {width_mult: 0.5, resolution: 16}    # the cheaper copy trained to estimate accuracy (or `target`)
+      train: {epochs: 4, batch_size: 64}          # the proxy's recipe: evaluators.TrainConfig fields
+      adapt_input: {min_feature: 2}               # small-input stems for every network (space.adapt), or off
       zero_cost: {batch_size: 64}
+    repeats: {seeds: 2, of: [front, named]}       # re-train these with other seeds after the search: the spread
     budget: {trials: 40, minutes: 10}             # either or both; a resumed study counts what is done
     early_stopping: {grace_period: 1, reduction_factor: 2}   # ASHA on accuracy; `off` to disable
     resources: {cpu: 1, gpu: 0}                   # per trial; fractional GPUs pack trials on one GPU
     concurrency: auto                             # trials at once (auto: what the cluster's resources allow)
     storage: sqlite:///latency.db                 # default: a SQLite file next to the study; relative to it
     ray: {address: null}                          # null: a local Ray; an address joins an existing cluster
+
+*Target and proxy.* A trial concerns two networks of one architecture. The **target** is what will be deployed:
+its latency, params, MACs and activations are measured (at `target.width_mult` and `target.resolution`, with the
+`latency` settings), and constraints on them bound it. The **proxy** is a cheaper copy (narrower, smaller inputs,
+fewer training images and epochs) that is trained instead; `accuracy` is the proxy's. With `proxy: target` the
+target itself is trained and every figure on the front is of one trained network.
 
 Named points outside the space are evaluated too (their architecture is stored on the trial, which has no sampled
 parameters); samplers that derive their search space from finished trials (nsga2, qmc) would then fall back to
@@ -55,12 +65,12 @@ class Metric:
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("accuracy", "maximize", "validation top-1 in [0, 1] after proxy training", "train"),
-    Metric("latency_ms", "minimize", "median latency of the deploy form on the trial's node (ms per batch)",
+    Metric("accuracy", "maximize", "validation top-1 in [0, 1] of the trained proxy", "train"),
+    Metric("latency_ms", "minimize", "median latency of the target's deploy form on the trial's node (ms per batch)",
            "latency"),
-    Metric("params", "minimize", "parameters of the deploy form", "cost"),
-    Metric("macs", "minimize", "multiply-accumulates of the deploy form at the data resolution", "cost"),
-    Metric("activations", "minimize", "conv/linear output elements at the data resolution", "cost"),
+    Metric("params", "minimize", "parameters of the target's deploy form", "cost"),
+    Metric("macs", "minimize", "multiply-accumulates of the target's deploy form at the target resolution", "cost"),
+    Metric("activations", "minimize", "conv/linear output elements of the target at the target resolution", "cost"),
     Metric("synflow", "maximize", "zero-cost proxy of the untrained proxy model", "zero_cost"),
     Metric("naswot", "maximize", "zero-cost proxy of the untrained proxy model", "zero_cost"),
     Metric("snip", "maximize", "zero-cost proxy of the untrained proxy model", "zero_cost"),
@@ -138,6 +148,14 @@ class EarlyStopping:
 
 
 @dataclass(frozen=True)
+class Repeats:
+    """Re-train chosen trials' proxies with other seeds after the search, so accuracy has a measured spread."""
+
+    seeds: int = 2  # extra seeds per architecture (repeat indices 1..seeds; the trial itself is repeat 0)
+    of: tuple[str, ...] = ("front", "named")  # front | named | all
+
+
+@dataclass(frozen=True)
 class Resources:
     """What one trial reserves: CPUs (also its torch threads) and a (fractional) GPU."""
 
@@ -151,21 +169,64 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class Network:
+    """One of a trial's two networks: the deployed *target* or the trained *proxy* (width multiplier, input size)."""
+
+    role: str  # target | proxy
+    width_mult: float
+    resolution: int
+    train_images: int | None = None  # proxy: a seeded subset of the training images (None: all)
+
+    def short(self) -> str:
+        """'proxy ×0.5 @16px' — how table headers and axis labels name it."""
+        return f"{self.role} ×{self.width_mult:g} @{self.resolution}px"
+
+
+@dataclass(frozen=True)
 class EvaluatorSpec:
-    """How a trial measures an architecture (plain dicts of the evaluators' config fields)."""
+    """How a trial measures an architecture: the target and proxy networks, plain dicts of the evaluators' fields.
+
+    `data` holds the proxy's data settings (its resolution and training subset included), `latency` the target's
+    timing settings (its resolution included), `train` the proxy's recipe.
+    """
 
     data: dict
     train: dict
     latency: dict
-    width_mult: float = 1.0
+    target: Network = Network("target", 1.0, 32)
+    proxy: Network = Network("proxy", 1.0, 32)
+    adapt_min_feature: int | None = 2  # small-input adaptation of every network (space.adapt); None: off
     zero_cost_batch: int = 64
     latency_cache: str = "default"
     quiet: bool = True  # pause training on the node while latency is measured
 
     @property
     def epochs(self) -> int:
-        """Training epochs of a trial."""
+        """Training epochs of a trial's proxy."""
         return int(self.train.get("epochs", 5))
+
+    @property
+    def proxy_is_target(self) -> bool:
+        """Whether the trained network is the deployed one (same width and resolution, all training images)."""
+        return (self.proxy.width_mult == self.target.width_mult and self.proxy.resolution == self.target.resolution
+                and self.proxy.train_images is None)
+
+    @property
+    def adapt_resolution(self) -> int:
+        """The input the adaptation fits: the smaller of the two (both networks share one architecture)."""
+        return min(self.target.resolution, self.proxy.resolution)
+
+    def describe_proxy(self) -> str:
+        """'proxy ×0.5 @16px, 4 epochs, digits' (or 'the target itself, ...')."""
+        what = "the target itself" if self.proxy_is_target else self.proxy.short()
+        subset = f" ({self.proxy.train_images} training images)" if self.proxy.train_images else ""
+        return f"{what}, {self.epochs} epochs, {self.data.get('name')}{subset}"
+
+    def describe_target(self) -> str:
+        """'target ×1 @32px; cpu, batch 1, 1 thread(s), eager' — the deployed network and its timing conditions."""
+        lat = self.latency
+        return (f"{self.target.short()}; {lat.get('device', 'cpu')}, batch {lat.get('batch_size', 1)}, "
+                f"{lat.get('threads', 1)} thread(s), {lat.get('backend', 'eager')}")
 
 
 @dataclass(frozen=True)
@@ -187,7 +248,9 @@ class Study:
     concurrency: int | None
     storage: str
     address: str | None
-    raw: dict = dataclasses.field(compare=False, repr=False)
+    seed: int = 0
+    repeats: Repeats | None = None
+    raw: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @property
     def directions(self) -> list[str]:
@@ -196,8 +259,27 @@ class Study:
 
     @property
     def metric_names(self) -> list[str]:
-        """Objective names in order (the axis labels of the dashboard)."""
-        return [o.label for o in self.objectives]
+        """Objective metric names in order (the keys of trial attributes and report columns)."""
+        return [o.metric for o in self.objectives]
+
+    @property
+    def metric_labels(self) -> list[str]:
+        """Objective names as Optuna and the dashboard show them: which network and fidelity each is of."""
+        return [self.metric_label(o.metric) for o in self.objectives]
+
+    def metric_label(self, metric: str) -> str:
+        """'accuracy (proxy ×0.5 @16px, 4 ep)', 'latency_ms (target ×1 @32px, cpu b1 t1 eager)', ..."""
+        ev = self.evaluator
+        if metric == "accuracy":
+            net = "target" if ev.proxy_is_target else ev.proxy.short()
+            return f"accuracy ({net}, {ev.epochs} ep)"
+        if metric == "latency_ms":
+            lat = ev.latency
+            return (f"latency_ms ({ev.target.short()}, {lat.get('device', 'cpu')} b{lat.get('batch_size', 1)} "
+                    f"t{lat.get('threads', 1)} {lat.get('backend', 'eager')})")
+        if METRICS[metric].stage == "cost":
+            return f"{metric} ({ev.target.short()})"
+        return f"{metric} ({ev.proxy.short()}, untrained)"
 
     def metrics(self) -> set[str]:
         """Every metric a trial must measure: objectives and constrained metrics."""
@@ -235,7 +317,8 @@ class Study:
 
 # -- parsing ----------------------------------------------------------------------------------------------------------
 KEYS = ("name", "description", "space", "objectives", "constraints", "named", "sampler", "evaluator", "budget",
-        "early_stopping", "resources", "concurrency", "storage", "ray")
+        "early_stopping", "resources", "concurrency", "storage", "ray", "seed", "repeats")
+REPEAT_SETS = ("front", "named", "all")
 
 
 def _parse(data: Any, path: Path) -> Study:
@@ -274,11 +357,34 @@ def _parse(data: Any, path: Path) -> Study:
         concurrency = None
     elif isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise SpecError(f"expected auto or a positive integer, got {concurrency!r}", key="concurrency")
+    seed = data.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise SpecError(f"expected a non-negative integer, got {seed!r}", key="seed")
     return Study(name=name, source=str(path), description=str(data.get("description", "")), space=space,
                  objectives=objectives, constraints=constraints, named=named, sampler=sampler, evaluator=evaluator,
                  budget=_budget(data.get("budget")), early_stopping=early,
                  resources=_resources(data.get("resources") or {}), concurrency=concurrency,
-                 storage=_storage(data.get("storage"), path, name), address=address, raw=dict(data))
+                 storage=_storage(data.get("storage"), path, name), address=address, seed=seed,
+                 repeats=_repeats(data.get("repeats")), raw=dict(data))
+
+
+def _repeats(raw: Any) -> Repeats | None:
+    if raw in (None, False, "off", "none"):
+        return None
+    if not isinstance(raw, Mapping):
+        raise SpecError("expected a mapping like {seeds: 2, of: [front, named]}, or off", key="repeats")
+    _only(raw, ("seeds", "of"), "repeats")
+    seeds = raw.get("seeds", 2)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 100:
+        raise SpecError(f"expected an integer in [1, 100], got {seeds!r}", key="repeats.seeds")
+    of = raw.get("of", ["front", "named"])
+    of = [of] if isinstance(of, str) else of
+    if not isinstance(of, list) or not of:
+        raise SpecError("expected a list of front, named, all", key="repeats.of")
+    for i, item in enumerate(of):
+        if item not in REPEAT_SETS:
+            raise SpecError(f"unknown set {item!r}", key=f"repeats.of[{i}]", hint=did_you_mean(str(item), REPEAT_SETS))
+    return Repeats(seeds=seeds, of=tuple(of))
 
 
 def _only(data: Mapping[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
@@ -389,7 +495,10 @@ def _evaluator(raw: Any, base: Path) -> EvaluatorSpec:
 
     if not isinstance(raw, Mapping):
         raise SpecError("expected a mapping", key="evaluator")
-    _only(raw, ("data", "train", "latency", "width_mult", "zero_cost"), "evaluator")
+    if "width_mult" in raw:
+        raise SpecError("moved", key="evaluator.width_mult", hint="give evaluator.proxy.width_mult (the trained copy) "
+                        "and evaluator.target.width_mult (the deployed network, default 1)")
+    _only(raw, ("data", "train", "latency", "target", "proxy", "adapt_input", "zero_cost"), "evaluator")
     sections = {}
     for section, cls in (("data", DataConfig), ("train", TrainConfig), ("latency", LatencyConfig)):
         body = raw.get(section) or {}
@@ -399,12 +508,24 @@ def _evaluator(raw: Any, base: Path) -> EvaluatorSpec:
         _only(body, tuple(f.name for f in dataclasses.fields(cls)) + extra, f"evaluator.{section}")
         checked = _fill(cls, {k: v for k, v in body.items() if k not in extra}, f"evaluator.{section}")
         sections[section] = {k: getattr(checked, k) for k in body if k not in extra}
+    if "seed" in sections["train"]:
+        raise SpecError("a trial's training seed derives from the study", key="evaluator.train.seed",
+                        hint="set the top-level `seed:` of the study")
+    if "resolution" in sections["latency"]:
+        raise SpecError("the latency resolution is the target's", key="evaluator.latency.resolution",
+                        hint="set evaluator.target.resolution")
     data = sections["data"]
     if data.get("root") and not Path(data["root"]).expanduser().is_absolute():
         data["root"] = str((base / data["root"]).resolve())  # relative to the study file, not to a worker's cwd
     data.setdefault("name", DataConfig.name)
-    data.setdefault("resolution", DataConfig.resolution)
-    sections["latency"].setdefault("resolution", data["resolution"])
+    default_res = int(data.pop("resolution", DataConfig.resolution))
+    target = _network("target", raw.get("target"), default_res)
+    proxy = target if raw.get("proxy") == "target" else _network("proxy", raw.get("proxy"), default_res)
+    proxy = dataclasses.replace(proxy, role="proxy")
+    if proxy.train_images is not None:
+        data["limit_train"] = proxy.train_images
+    data["resolution"] = proxy.resolution
+    sections["latency"]["resolution"] = target.resolution
     if "epochs" in sections["train"] and sections["train"]["epochs"] < 1:
         raise SpecError("must be >= 1", key="evaluator.train.epochs")
     lat = raw.get("latency") or {}
@@ -418,9 +539,6 @@ def _evaluator(raw: Any, base: Path) -> EvaluatorSpec:
     quiet = lat.get("quiet", True)
     if not isinstance(quiet, bool):
         raise SpecError("expected true or false", key="evaluator.latency.quiet")
-    width = raw.get("width_mult", 1.0)
-    if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width <= 4:
-        raise SpecError(f"expected a number in (0, 4], got {width!r}", key="evaluator.width_mult")
     zc = raw.get("zero_cost") or {}
     if not isinstance(zc, Mapping):
         raise SpecError("expected a mapping like {batch_size: 64}", key="evaluator.zero_cost")
@@ -428,8 +546,42 @@ def _evaluator(raw: Any, base: Path) -> EvaluatorSpec:
     batch = zc.get("batch_size", 64)
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 2:
         raise SpecError("expected an integer >= 2", key="evaluator.zero_cost.batch_size")
-    return EvaluatorSpec(data=data, train=sections["train"], latency=sections["latency"], width_mult=float(width),
-                         zero_cost_batch=batch, latency_cache=cache, quiet=quiet)
+    return EvaluatorSpec(data=data, train=sections["train"], latency=sections["latency"], target=target,
+                         proxy=proxy, adapt_min_feature=_adapt(raw.get("adapt_input", {})), zero_cost_batch=batch,
+                         latency_cache=cache, quiet=quiet)
+
+
+def _network(role: str, raw: Any, default_res: int) -> Network:
+    key = f"evaluator.{role}"
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        hint = "or `target` to train the target itself" if role == "proxy" else ""
+        raise SpecError(f"expected a mapping like {{width_mult: 0.5, resolution: 16}}{' ' + hint if hint else ''}",
+                        key=key)
+    _only(raw, ("width_mult", "resolution", "train_images") if role == "proxy" else ("width_mult", "resolution"), key)
+    width = raw.get("width_mult", 1.0)
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width <= 4:
+        raise SpecError(f"expected a number in (0, 4], got {width!r}", key=f"{key}.width_mult")
+    res = raw.get("resolution", default_res)
+    if isinstance(res, bool) or not isinstance(res, int) or not 4 <= res <= 1024:
+        raise SpecError(f"expected an integer in [4, 1024], got {res!r}", key=f"{key}.resolution")
+    images = raw.get("train_images")
+    if images is not None and (isinstance(images, bool) or not isinstance(images, int) or images < 10):
+        raise SpecError(f"expected an integer >= 10, got {images!r}", key=f"{key}.train_images")
+    return Network(role, float(width), int(res), images)
+
+
+def _adapt(raw: Any) -> int | None:
+    if raw in (False, None, "off", "none"):
+        return None
+    if not isinstance(raw, Mapping):
+        raise SpecError("expected a mapping like {min_feature: 2}, or off", key="evaluator.adapt_input")
+    _only(raw, ("min_feature",), "evaluator.adapt_input")
+    m = raw.get("min_feature", 2)
+    if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= 64:
+        raise SpecError(f"expected an integer in [1, 64], got {m!r}", key="evaluator.adapt_input.min_feature")
+    return m
 
 
 def _named(raw: Any, base: Path) -> tuple[Arch, ...]:

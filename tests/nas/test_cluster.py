@@ -24,7 +24,7 @@ def test_trials_run_on_both_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     path.write_text(yaml.safe_dump({
         "space": "small", "objectives": ["accuracy", "latency_ms"], "budget": {"trials": 4},
         "evaluator": {"data": {"name": "digits", "resolution": 8, "limit_train": 64, "limit_val": 32},
-                      "width_mult": 0.25, "train": {"epochs": 1, "batch_size": 32},
+                      "proxy": {"width_mult": 0.25}, "train": {"epochs": 1, "batch_size": 32},
                       "latency": {"max_seconds": 0.2, "min_runs": 3, "max_attempts": 1}},
         "resources": {"cpu": 1}, "sampler": {"type": "random", "seed": 0}}))
     study = Study.load(path)

@@ -270,7 +270,7 @@ sampler: {type: random, seed: 0}
 evaluator:
   data: {name: digits, resolution: 16}
   train: {epochs: 1, batch_size: 64}
-  width_mult: 0.25
+  proxy: {width_mult: 0.25}
   latency: {max_seconds: 0.2, min_runs: 3, warmup: 1}
 budget: {trials: 4}
 resources: {cpu: 1}

@@ -31,7 +31,7 @@ sampler: {{type: random, seed: 0}}
 evaluator:
   data: {{name: digits, resolution: 16}}
   train: {{epochs: 2, batch_size: 64, threads: 1}}
-  width_mult: 0.25
+  proxy: {{width_mult: 0.25}}
   latency: {{max_seconds: 0.2, min_runs: 3, warmup: 1}}
 budget: {{trials: 10, minutes: 30}}
 """

@@ -20,7 +20,7 @@ BUDGET = 8
 STUDY = {
     "name": "resume", "space": "small", "objectives": ["accuracy", "latency_ms"],
     "evaluator": {"data": {"name": "digits", "resolution": 8, "limit_train": 128, "limit_val": 64},
-                  "width_mult": 0.25, "train": {"epochs": 2, "batch_size": 32},
+                  "proxy": {"width_mult": 0.25}, "train": {"epochs": 2, "batch_size": 32},
                   "latency": {"max_seconds": 0.2, "min_runs": 3, "max_attempts": 1}},
     "early_stopping": "off", "budget": {"trials": BUDGET}, "sampler": {"type": "tpe", "seed": 1, "startup": 4},
 }

@@ -146,7 +146,7 @@ def test_real_evaluators_end_to_end(local_ray: None, tmp_path: Path) -> None:
     study = study_file(tmp_path, space="small", named=["mobilenet_v2_050"], budget={"trials": 4},
                        constraints={"latency_ms": {"max": 50.0}},
                        evaluator={"data": {"name": "digits", "resolution": 8, "limit_train": 128, "limit_val": 64},
-                                  "width_mult": 0.25, "train": {"epochs": 2, "batch_size": 32},
+                                  "proxy": {"width_mult": 0.25}, "train": {"epochs": 2, "batch_size": 32},
                                   "latency": {"max_seconds": 0.2, "min_runs": 3, "max_attempts": 1}})
     run_search(study, log=lambda line: None)
     ostudy = optuna.load_study(study_name="t", storage=study.storage)

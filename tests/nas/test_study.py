@@ -78,7 +78,15 @@ def test_constraint_violation_is_relative() -> None:
     ({**MINIMAL, "sampler": {"type": "cmaes"}}, r"sampler\.type: unknown sampler 'cmaes'"),
     ({**MINIMAL, "evaluator": {"train": {"epoch": 3}}}, r"evaluator\.train\.epoch: unknown key; did you mean"),
     ({**MINIMAL, "evaluator": {"train": {"lr": "fast"}}}, r"evaluator\.train\.lr: expected float"),
-    ({**MINIMAL, "evaluator": {"width_mult": 0}}, r"evaluator\.width_mult: expected a number in \(0, 4\]"),
+        ({**MINIMAL, "evaluator": {"width_mult": 0.5}}, r"evaluator\.width_mult: moved; give evaluator\.proxy"),
+        ({**MINIMAL, "evaluator": {"proxy": {"width_mult": 0}}}, r"evaluator\.proxy\.width_mult: expected a number in"),
+        ({**MINIMAL, "evaluator": {"target": {"resolution": 2}}}, r"evaluator\.target\.resolution: expected an integ"),
+        ({**MINIMAL, "evaluator": {"proxy": "cheap"}}, r"evaluator\.proxy: expected a mapping .* or `target`"),
+        ({**MINIMAL, "evaluator": {"train": {"seed": 3}}}, r"evaluator\.train\.seed: .*top-level `seed:`"),
+        ({**MINIMAL, "evaluator": {"adapt_input": {"min_feature": 0}}}, r"adapt_input\.min_feature: expected an"),
+        ({**MINIMAL, "seed": -1}, r"seed: expected a non-negative integer"),
+        ({**MINIMAL, "repeats": {"seeds": 0}}, r"repeats\.seeds: expected an integer in \[1, 100\]"),
+        ({**MINIMAL, "repeats": {"of": ["frnt"]}}, r"repeats\.of\[0\]: unknown set 'frnt'; did you mean 'front'"),
     ({**MINIMAL, "named": ["resnet81"]}, r"named\[0\]: unknown model 'resnet81'; did you mean 'resnet18'"),
     ({**MINIMAL, "named": ["resnet18"], "sampler": "nsga2"}, r"named: named point 'resnet18' is not in the space"),
     ({**MINIMAL, "space": "smal"}, r"no such space file"),
@@ -114,8 +122,10 @@ def test_reused_name_with_other_objectives_is_refused(tmp_path: Path) -> None:
     with pytest.raises(NasError, match="made with other evaluator settings"):
         open_study(changed, storage_of(changed))
     fresh = open_study(other, storage_of(other), fresh=True)  # --fresh replaces it
-    assert [d.name for d in fresh.directions] == ["MAXIMIZE", "MINIMIZE"] and fresh.metric_names == ["accuracy",
-                                                                                                     "params"]
+    assert [d.name for d in fresh.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert fresh.user_attrs["metrics"] == ["accuracy", "params"]
+    # The dashboard's names say which network and fidelity each objective is of.
+    assert fresh.metric_names == ["accuracy (target, 5 ep)", "params (target ×1 @32px)"]
 
 
 def test_reused_name_with_other_objectives_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -29,7 +29,7 @@ def job(tmp_path: Path, **overrides: object) -> Job:
     """The job of a tiny study: digits at 8 px, quarter-width proxies, 2 epochs."""
     data = {"space": "small", "budget": {"trials": 1},
             "evaluator": {"data": {"name": "digits", "resolution": 8, "limit_train": 64, "limit_val": 32},
-                          "width_mult": 0.25, "train": {"epochs": 2, "batch_size": 16},
+                          "proxy": {"width_mult": 0.25}, "train": {"epochs": 2, "batch_size": 16},
                           "latency": {"max_seconds": 0.2, "min_runs": 3, "max_attempts": 1}}}
     for key, value in overrides.items():
         if key == "evaluator":

@@ -1,0 +1,227 @@
+"""Seed repeats: an architecture's proxy trained again with other seeds, so its accuracy has a measured spread.
+
+A trial trains its proxy once, with the seed of repeat 0 (`nas.trial.trial_seed`). `run_repeats` trains chosen
+trials again with repeats 1..k, through Ray like the search (a cluster or GPUs when there are some), and stores each
+result at once as a study user attribute `repeat:<arch hash>:<k>`, so an interrupted run loses nothing and a second
+run trains only what is missing. The *seed noise* of a study is the pooled standard deviation of accuracy over the
+architectures with two or more seeds; `compare` uses it to say whether one trial is better than another beyond
+noise, or only within it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from nas.study import Study
+
+PREFIX = "repeat:"
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Spread:
+    """The accuracies of one architecture over its seeds (repeat 0 first)."""
+
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        """How many seeds."""
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        """Mean accuracy over the seeds."""
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation (None with one seed)."""
+        return statistics.stdev(self.values) if self.n > 1 else None
+
+    def text(self, digits: int = 4) -> str:
+        """'0.9611 ± 0.0042 (3 seeds)' or '0.9611 (1 seed)'."""
+        if self.std is None:
+            return f"{self.mean:.{digits}f} (1 seed)"
+        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f} ({self.n} seeds)"
+
+
+def stored(ostudy: optuna.Study) -> dict[str, dict[int, dict]]:
+    """Every stored repeat: arch hash → repeat index → its record (accuracy, seed, epochs, seconds, trial, node)."""
+    out: dict[str, dict[int, dict]] = {}
+    for key, value in ostudy.user_attrs.items():
+        if key.startswith(PREFIX):
+            h, _, k = key[len(PREFIX):].rpartition(":")
+            out.setdefault(h, {})[int(k)] = value
+    return out
+
+
+def spread_of(t: FrozenTrial, repeats: dict[str, dict[int, dict]]) -> Spread | None:
+    """The accuracy spread of trial `t` (its own accuracy and its architecture's repeats); None if untrained."""
+    acc = t.user_attrs.get("accuracy")
+    if t.state != TrialState.COMPLETE or not t.user_attrs.get("trained", True) or not isinstance(acc, (int, float)):
+        return None
+    more = repeats.get(t.user_attrs.get("hash", ""), {})
+    return Spread((float(acc), *(float(more[k]["accuracy"]) for k in sorted(more) if k > 0)))
+
+
+def seed_noise(ostudy: optuna.Study, trials: Iterable[FrozenTrial] | None = None) -> tuple[float, int] | None:
+    """(pooled seed-to-seed standard deviation of accuracy, architectures it is measured on), or None."""
+    repeats = stored(ostudy)
+    pairs, seen = [], set()
+    for t in trials if trials is not None else ostudy.get_trials(deepcopy=False):
+        s = spread_of(t, repeats)
+        h = t.user_attrs.get("hash")
+        if s is not None and s.n > 1 and h not in seen:
+            seen.add(h)
+            pairs.append((s.n - 1, s.std ** 2))
+    if not pairs:
+        return None
+    dof = sum(d for d, _ in pairs)
+    return math.sqrt(sum(d * v for d, v in pairs) / dof), len(pairs)
+
+
+# -- comparing trials beyond noise ------------------------------------------------------------------------------------
+def compare(a: FrozenTrial, b: FrozenTrial, study: Study, ostudy: optuna.Study,
+            noise: tuple[float, int] | None = None, repeats: dict | None = None) -> str:
+    """How `b` stands against `a`: 'dominates', 'within noise' (dominates nominally only) or 'does not dominate'.
+
+    `b` dominates `a` beyond noise when it is no worse in every objective and better in at least one by more than
+    that objective's noise margin: for accuracy twice the standard error of the difference of the two means (the
+    pooled seed noise), for latency the sum of the two measurements' IQRs, for counts (params, MACs) nothing. With
+    no seed noise measured, accuracy differences count as real and the verdict says so ('dominates (noise not
+    measured)').
+    """
+    repeats = stored(ostudy) if repeats is None else repeats
+    noise = seed_noise(ostudy) if noise is None else noise
+    better_beyond = False
+    for metric, direction in zip(study.metric_names, study.directions):
+        va, vb = _value(a, metric, repeats), _value(b, metric, repeats)
+        if va is None or vb is None:
+            return "does not dominate"
+        sign = 1.0 if direction == "maximize" else -1.0
+        gain = sign * (vb - va)
+        if gain < 0:
+            return "does not dominate"
+        if gain > _margin(metric, a, b, noise, repeats):
+            better_beyond = True
+    if not any(_nominally_better(a, b, study, repeats)):
+        return "does not dominate"
+    if better_beyond:
+        return "dominates" if noise is not None or "accuracy" not in study.metric_names else \
+            "dominates (noise not measured)"
+    return "within noise"
+
+
+def _nominally_better(a: FrozenTrial, b: FrozenTrial, study: Study, repeats: dict) -> list[bool]:
+    out = []
+    for metric, direction in zip(study.metric_names, study.directions):
+        va, vb = _value(a, metric, repeats), _value(b, metric, repeats)
+        sign = 1.0 if direction == "maximize" else -1.0
+        out.append(va is not None and vb is not None and sign * (vb - va) > 0)
+    return out
+
+
+def _value(t: FrozenTrial, metric: str, repeats: dict) -> float | None:
+    if metric == "accuracy":
+        s = spread_of(t, repeats)
+        return None if s is None else s.mean
+    v = t.user_attrs.get(metric)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _margin(metric: str, a: FrozenTrial, b: FrozenTrial, noise: tuple[float, int] | None, repeats: dict) -> float:
+    if metric == "accuracy":
+        if noise is None:
+            return 0.0
+        na, nb = (spread_of(t, repeats).n for t in (a, b))
+        return 2.0 * noise[0] * math.sqrt(1.0 / na + 1.0 / nb)
+    if metric == "latency_ms":
+        return float(a.user_attrs.get("latency_iqr_ms") or 0.0) + float(b.user_attrs.get("latency_iqr_ms") or 0.0)
+    return 0.0
+
+
+# -- choosing and running repeats -------------------------------------------------------------------------------------
+def choose(study: Study, ostudy: optuna.Study, which: Iterable[str] = ("front", "named"),
+           numbers: Iterable[int] = ()) -> list[FrozenTrial]:
+    """The trials to repeat: the front, the named points, all trained ones, and/or the given numbers (one per arch)."""
+    from nas.storage import front
+
+    trials = ostudy.get_trials(deepcopy=False)
+    by_number = {t.number: t for t in trials}
+    picked: list[FrozenTrial] = []
+    which = set(which)
+    if "front" in which:
+        picked += front(ostudy)
+    for t in trials:
+        if ("all" in which or ("named" in which and t.user_attrs.get("named"))) and spread_of(t, {}) is not None:
+            picked.append(t)
+    for n in numbers:
+        t = by_number.get(n)
+        if t is None or spread_of(t, {}) is None:
+            from space.errors import NasError
+
+            raise NasError(f"{study.source}: trial {n} is not a complete, trained trial of study '{study.name}'")
+        picked.append(t)
+    out, seen = [], set()
+    for t in sorted(picked, key=lambda t: t.number):
+        h = t.user_attrs.get("hash")
+        if "duplicate_of" not in t.user_attrs and h not in seen:
+            seen.add(h)
+            out.append(t)
+    return out
+
+
+def run_repeats(study: Study, ostudy: optuna.Study, trials: list[FrozenTrial], seeds: int, *,
+                address: str | None = None, log: Log = print) -> int:
+    """Train repeats 1..`seeds` of each trial's architecture that are not stored yet, through Ray; return how many ran.
+
+    Each result is stored as soon as it arrives. A repeat that fails is reported and left missing (run again to
+    retry).
+    """
+    from nas.search import _concurrency, _ray
+    from nas.trial import Job
+
+    have = stored(ostudy)
+    todo = [(t, k) for t in trials for k in range(1, seeds + 1) if k not in have.get(t.user_attrs["hash"], {})]
+    if not todo:
+        return 0
+    job = Job.from_study(study)
+    log(f"repeats: training {len(todo)} more seed(s) of {len({t.number for t, _ in todo})} architecture(s) "
+        f"({study.evaluator.describe_proxy()})")
+    import ray
+
+    from nas.trial import repeat_accuracy
+
+    done = 0
+    with _ray(address or study.address) as resources:
+        slots = study.concurrency or _concurrency(study, resources)
+        task = ray.remote(num_cpus=study.resources.cpu, num_gpus=study.resources.gpu)(repeat_accuracy)
+        job_ref = ray.put(job)
+        pending: dict[Any, tuple[FrozenTrial, int]] = {}
+        queue = list(todo)
+        while queue or pending:
+            while queue and len(pending) < slots:
+                t, k = queue.pop(0)
+                pending[task.remote(t.user_attrs["arch"], job_ref, k)] = (t, k)
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            t, k = pending.pop(ready[0])
+            try:
+                record = ray.get(ready[0])
+            except Exception as e:  # a failed repeat is reported, not stored: running again retries it
+                log(f"  #{t.number:<4d} repeat {k} failed: {type(e).__name__}: {' '.join(str(e).split())[-200:]}")
+                continue
+            record["trial"] = t.number
+            ostudy.set_user_attr(f"{PREFIX}{t.user_attrs['hash']}:{k}", json.loads(json.dumps(record)))
+            done += 1
+            log(f"  #{t.number:<4d} repeat {k}: accuracy {record['accuracy']:.4f} (seed {record['seed']}, "
+                f"{record['seconds']:.1f} s)")
+    return done
