@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import yaml
 
 from space.arch import Arch
 from space.errors import UnknownNameError
@@ -17,9 +14,6 @@ from space.params import Registry
 # Exported networks (zoo entries) are directories NAME/ holding arch.yaml; these are searched, in order, after the
 # built-in named points: ./zoo, then every directory in $NAS_ZOO_PATH (os.pathsep-separated).
 ZOO_PATH_ENV = "NAS_ZOO_PATH"
-# Params and MACs of every named point are facts: recorded once by scripts/named_figures.py (checked by a test),
-# so listing the zoo builds no network.
-FIGURES_FILE = Path(__file__).with_name("named_figures.yaml")
 
 
 @dataclass(frozen=True)
@@ -54,13 +48,17 @@ def register_model(name: str, family: str, *, top1: float | None = None, paper: 
     return deco
 
 
-@functools.cache
 def _recorded_figures() -> dict[str, dict]:
-    return (yaml.safe_load(FIGURES_FILE.read_text()) or {}) if FIGURES_FILE.is_file() else {}
+    from space.named_figures import FIGURES
+
+    return FIGURES
 
 
 def recorded_figures(name: str) -> dict | None:
-    """Recorded params and MACs (at `input`) of named point `name`; None when absent or recorded for another arch."""
+    """Recorded params and MACs (at `input`) of named point `name`; None when absent or recorded for another arch.
+
+    Facts, written once by scripts/named_figures.py and checked by a test: listing the zoo builds no network.
+    """
     rec = _recorded_figures().get(name)
     if rec is None or name not in MODELS or rec.get("hash") != MODELS.get(name).arch().hash:
         return None
