@@ -1,16 +1,15 @@
 """`nas export`: trials of a study as zoo entries — a found network as a normal model others load in one line.
 
-An entry (see `nas.zoo`) holds the architecture *actually trained* by the trial: the sampled architecture at the
-study's width multiplier, so the trial's model and the entry's model have the same structure and weights load
-strictly either way (`--width-mult 1` exports the full-width network the latency and cost objectives measured
-instead). Weights come only from `--train`: a longer run of the study's recipe on the study's data, checkpointed after
-every epoch under `<zoo>/.NAME.partial/` so that running the same command again resumes it; without `--train` the
-entry says it is untrained. Every entry gets its deploy form as TorchScript and ONNX (checked with onnxruntime), a
-model card, and a config in the PyTorch image-model conventions.
+An entry (see `nas.zoo`) holds the trial's *target* network by default: the architecture at the target width,
+for the target resolution — the network whose latency, params and MACs are on the front. `--proxy` exports the
+cheaper copy the search trained instead (labelled so in the model card and config). Weights come only from
+`--train`: a run of the study's recipe on the study's data at the exported network's resolution, seeded like the
+trial, checkpointed after every epoch under `<zoo>/.NAME.partial/` so that running the same command again resumes
+it; without `--train` the entry says it is untrained. Every entry gets its deploy form as TorchScript and ONNX
+(checked with onnxruntime), a model card, and a config in the PyTorch image-model conventions.
 
-`trial_model` builds a trial's network the way `--train` starts it (`torch.manual_seed(train.seed)`, the study's width
-and drop path); training is deterministic for a seed on a CPU, so an entry exported with `--train --epochs E` holds
-exactly the weights of that model after E epochs of the study's recipe.
+`trial_model` builds a trial's proxy the way the trial started it (its seed, the proxy width and drop path); training
+is deterministic for a seed on a CPU, so `--proxy --train --epochs E` with the study's epochs reproduces the trial.
 """
 
 from __future__ import annotations
@@ -55,7 +54,8 @@ class ExportOptions:
 
     root: Path = Path("zoo")
     epochs: int | None = None  # train for this many epochs; None: export untrained
-    width_mult: float | None = None  # None: the study's (the width the trial trained)
+    network: str = "target"  # target (the deployed network of the front) | proxy (the copy the search trained)
+    width_mult: float | None = None  # None: the chosen network's width
     force: bool = False  # replace existing entries
     restart: bool = False  # discard a training checkpoint instead of resuming it
     latency: bool = True  # measure the exported network's latency with the study's settings
@@ -142,18 +142,31 @@ def trial_arch(t: FrozenTrial) -> Arch:
         raise NasError(f"trial {t.number}: its stored architecture no longer builds ({e})") from None
 
 
-def exported_arch(study: Study, t: FrozenTrial, width_mult: float | None = None) -> Arch:
-    """What an export of `t` holds: the trial's architecture at the width it trained (or at `width_mult`)."""
-    mult = study.evaluator.width_mult if width_mult is None else width_mult
+def network_of(study: Study, network: str) -> Any:
+    """The study's target or proxy `Network` (width multiplier, resolution)."""
+    return study.evaluator.target if network == "target" else study.evaluator.proxy
+
+
+def exported_arch(study: Study, t: FrozenTrial, width_mult: float | None = None, network: str = "target") -> Arch:
+    """What an export of `t` holds: the trial's target (or proxy) network, or the architecture at `width_mult`."""
+    mult = network_of(study, network).width_mult if width_mult is None else width_mult
     arch = trial_arch(t).scaled(mult)
     return Arch(arch.stem, arch.stages, arch.head)  # the entry names it
 
 
+def trial_seed_of(study: Study, t: FrozenTrial) -> int:
+    """The seed the trial trained its proxy with (recorded; derived again for trials that predate the record)."""
+    from nas.trial import trial_seed
+
+    seed = t.user_attrs.get("seed")
+    return int(seed) if isinstance(seed, int) else trial_seed(study.seed, t.user_attrs.get("hash", ""), 0)
+
+
 def trial_model(study: Study, t: FrozenTrial, *, num_classes: int, in_chans: int) -> nn.Module:
-    """The model the trial trained: its architecture at the study's width, initialised from the training seed."""
-    torch.manual_seed(int(study.evaluator.train.get("seed", 0)))
+    """The proxy the trial trained, initialised as the trial initialised it (its seed, the proxy width)."""
+    torch.manual_seed(trial_seed_of(study, t))
     return space.create_model(trial_arch(t), num_classes=num_classes, in_chans=in_chans,
-                              width_mult=study.evaluator.width_mult,
+                              width_mult=study.evaluator.proxy.width_mult,
                               drop_path_rate=float(study.evaluator.train.get("drop_path_rate", 0.0)))
 
 
@@ -169,7 +182,11 @@ def export(study: Study, ostudy: optuna.Study, picks: list[tuple[FrozenTrial, st
                        "replace" + (" it" if len(taken) == 1 else " them"))
     if len({name for _, name in picks}) != len(picks):
         raise NasError("two trials would be exported under the same name; give distinct --name values")
-    data = load_data(DataConfig(**study.evaluator.data))
+    net = network_of(study, opts.network)
+    settings = {**study.evaluator.data, "resolution": net.resolution}
+    if opts.network == "target":
+        settings.pop("limit_train", None)  # the target trains on every training image; the proxy on its subset
+    data = load_data(DataConfig(**settings))
     out = []
     for t, name in picks:
         out.append(export_trial(study, t, name, data, opts, log))
@@ -180,17 +197,21 @@ def export_trial(study: Study, t: FrozenTrial, name: str, data: Any, opts: Expor
     """Write `opts.root/name/` for trial `t` (trained first when `opts.epochs`)."""
     from evaluators import measure_cost
 
-    arch = exported_arch(study, t, opts.width_mult)
-    mult = study.evaluator.width_mult if opts.width_mult is None else opts.width_mult
-    res = int(study.evaluator.data["resolution"])
+    arch = exported_arch(study, t, opts.width_mult, opts.network)
+    net = network_of(study, opts.network)
+    mult = net.width_mult if opts.width_mult is None else opts.width_mult
+    res = net.resolution
+    if state_of(t) == "infeasible":
+        log(f"  warning: trial #{t.number} is infeasible ({t.user_attrs.get('infeasible') or 'violates a constraint'})"
+            "; exporting it anyway")
     model, training = None, None
     if opts.epochs:
         model, training = train_entry(arch, study, t, name, data, opts, log)
     cost = measure_cost(arch, input_size=res, num_classes=data.num_classes, in_chans=data.in_chans)
-    latency = _latency(arch, study, data) if opts.latency else None
+    latency = _latency(arch, study, data, res) if opts.latency else None
     probe = space.create_model(arch, num_classes=data.num_classes, in_chans=data.in_chans)
-    config = entry_config(study, t, arch, data, mult, cost, latency, training, probe)
-    card = model_card(study, t, name, arch, data, mult, cost, latency, training, probe)
+    config = entry_config(study, t, arch, data, mult, cost, latency, training, probe, opts.network)
+    card = model_card(study, t, name, arch, data, mult, cost, latency, training, probe, opts.network)
     with _quiet_exporters():
         path = write_entry(opts.root, name, arch, config=config, card=card, model=model, force=opts.force)
     if opts.epochs:
@@ -216,21 +237,22 @@ def _quiet_exporters() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _latency(arch: Arch, study: Study, data: Any) -> Any:
+def _latency(arch: Arch, study: Study, data: Any, resolution: int) -> Any:
+    """Latency of the exported network with the study's target settings (at the exported network's resolution)."""
     from evaluators import LatencyConfig, measure_latency
 
     cache = None if study.evaluator.latency_cache == "none" else study.evaluator.latency_cache
-    return measure_latency(arch, LatencyConfig(**study.evaluator.latency), num_classes=data.num_classes,
-                           in_chans=data.in_chans, cache=cache)
+    cfg = LatencyConfig(**{**study.evaluator.latency, "resolution": resolution})
+    return measure_latency(arch, cfg, num_classes=data.num_classes, in_chans=data.in_chans, cache=cache)
 
 
 # -- training ---------------------------------------------------------------------------------------------------------
-def train_config(study: Study, opts: ExportOptions) -> Any:
-    """The study's training recipe with the export's epochs, device and threads."""
+def train_config(study: Study, opts: ExportOptions, seed: int = 0) -> Any:
+    """The study's training recipe with the export's epochs, device, threads and seed."""
     from evaluators import TrainConfig
 
     return TrainConfig(**{**study.evaluator.train, "epochs": int(opts.epochs or study.evaluator.epochs),
-                          "device": opts.device, "threads": opts.threads})
+                          "device": opts.device, "threads": opts.threads, "seed": seed})
 
 
 def train_entry(arch: Arch, study: Study, t: FrozenTrial, name: str, data: Any, opts: ExportOptions,
@@ -238,10 +260,11 @@ def train_entry(arch: Arch, study: Study, t: FrozenTrial, name: str, data: Any, 
     """Train `arch` with the study's recipe for `opts.epochs`, resuming from `<root>/.name.partial/` when there."""
     from evaluators import train_model
 
-    cfg = train_config(study, opts)
+    cfg = train_config(study, opts, trial_seed_of(study, t))
     recipe = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("device", "threads")}
-    key = {"arch": arch.hash, "train": recipe, "data": dict(study.evaluator.data), "study": study.name,
-           "trial": t.number}
+    key = {"arch": arch.hash, "train": recipe, "data": {"name": data.name, "train": len(data.y_train),
+                                                         "val": len(data.y_val), "shape": list(data.x_train.shape[1:])},
+           "study": study.name, "trial": t.number}
     ckpt = Checkpoint(opts.root / f".{name}.partial", key)
     if opts.restart:
         ckpt.remove()
@@ -399,22 +422,29 @@ def objective_values(study: Study, t: FrozenTrial) -> dict[str, float]:
 
 
 def entry_config(study: Study, t: FrozenTrial, arch: Arch, data: Any, mult: float, cost: Any, latency: Any,
-                 training: dict | None, probe: nn.Module) -> dict:
+                 training: dict | None, probe: nn.Module, network: str = "target") -> dict:
     """config.json: the timm pretrained_cfg keys (input size, mean/std, classes, classifier) plus where it came from."""
     from evaluators.latency import device_info
+    from nas.repeats import spread_of, stored
 
     first_conv, classifier = module_names(probe)
-    res = int(study.evaluator.data["resolution"])
+    res = network_of(study, network).resolution
+    spread = spread_of(t, stored(_ostudy_of(study))) if t.user_attrs.get("trained", True) else None
     cfg: dict[str, Any] = {
         "num_classes": data.num_classes, "in_chans": data.in_chans, "input_size": [data.in_chans, res, res],
         "mean": [round(v, 6) for v in data.mean], "std": [round(v, 6) for v in data.std],
         "interpolation": "bilinear", "crop_pct": 1.0, "first_conv": first_conv, "classifier": classifier,
         "params": cost.params_deploy or cost.params, "macs": cost.macs_deploy or cost.macs,
-        "params_train_form": cost.params, "width_mult": mult,
+        "params_train_form": cost.params, "width_mult": mult, "network": network,
+        "input_adaptation": t.user_attrs.get("adaptation"),
         "source": {"study": study.name, "study_file": study.source, "storage": study.storage, "trial": t.number,
                    "trial_arch_hash": t.user_attrs.get("hash"), "named": t.user_attrs.get("named"),
                    "state": state_of(t), "duplicate_of": t.user_attrs.get("duplicate_of")},
         "search": {"objectives": objective_values(study, t),
+                   "labels": {m: study.metric_label(m) for m in objective_values(study, t)},
+                   "accuracy_seeds": list(spread.values) if spread else None,
+                   "target": study.evaluator.describe_target(), "proxy": study.evaluator.describe_proxy(),
+                   "latency_loaded": bool(t.user_attrs.get("latency_loaded")),
                    "directions": dict(zip(study.metric_names, study.directions)),
                    "constraints": [c.describe() for c in study.constraints], "epochs": t.user_attrs.get("epochs"),
                    "latency_fingerprint": t.user_attrs.get("fingerprint"), "host": t.user_attrs.get("host")},
@@ -429,16 +459,28 @@ def entry_config(study: Study, t: FrozenTrial, arch: Arch, data: Any, mult: floa
 
 
 def model_card(study: Study, t: FrozenTrial, name: str, arch: Arch, data: Any, mult: float, cost: Any, latency: Any,
-               training: dict | None, probe: nn.Module) -> str:
+               training: dict | None, probe: nn.Module, network: str = "target") -> str:
     """README.md of the entry: what it is, how good and fast, what it was trained on, and its architecture."""
     from evaluators.latency import device_info
+    from nas.repeats import spread_of, stored
 
-    res = int(study.evaluator.data["resolution"])
+    res = network_of(study, network).resolution
     named = t.user_attrs.get("named")
+    ev = study.evaluator
     out = [f"# {name}", ""]
     origin = f"trial #{t.number} of study `{study.name}` (`{study.source}`, storage `{study.storage}`)"
     out.append(f"Found by `nas search`: {origin}" + (f", the seeded named architecture `{named}`" if named else "")
                + ".")
+    if network == "target":
+        out += ["", f"This entry is the study's **target** network ({ev.target.short()}): the network whose latency, "
+                "params and MACs the search measured and put on the front."
+                + ("" if ev.proxy_is_target else " The search's accuracy is of a cheaper **proxy** "
+                   f"({ev.describe_proxy()}), trained instead of it.")]
+    else:
+        out += ["", f"This entry is the study's **proxy** network ({ev.proxy.short()}), the cheaper copy the search "
+                f"trained to estimate accuracy — not the target ({ev.target.short()}) whose latency is on the front."]
+    if t.user_attrs.get("adaptation"):
+        out += ["", f"Input adaptation (applied to every network of the study): {t.user_attrs['adaptation']}."]
     if training:
         out += ["", f"**Trained** for {training['epochs']} epochs on `{data.name}` with the study's recipe: final "
                 f"validation top-1 {training['accuracy']:.4f}."]
@@ -460,17 +502,18 @@ def model_card(study: Study, t: FrozenTrial, name: str, arch: Arch, data: Any, m
     out += ["", "## Objectives (as measured by the search)", ""]
     values = objective_values(study, t)
     directions = dict(zip(study.metric_names, study.directions))
-    rows = [[k, _fmt(k, v), directions.get(k, "recorded")] for k, v in values.items()]
-    out += md_table(["metric", "value", "objective"], rows)
+    spread = spread_of(t, stored(_ostudy_of(study))) if "accuracy" in values else None
+    rows = [[study.metric_label(k), spread.text() if k == "accuracy" and spread else _fmt(k, v),
+             directions.get(k, "recorded")] for k, v in values.items()]
+    out += md_table(["metric (network, fidelity)", "value", "objective"], rows)
+    if t.user_attrs.get("latency_loaded"):
+        out += ["", "**Note:** the search's latency of this trial was measured under load from other processes and "
+                "stayed so after a re-measurement; the figure below, measured at export, is the one to trust."]
     feasible = t.user_attrs.get("feasible", True)
     if study.constraints:
         why = t.user_attrs.get("infeasible") or "see the trial"
         out += ["", f"Constraints: {', '.join(c.describe() for c in study.constraints)} — "
                 + ("satisfied." if feasible else f"**violated** ({why}).")]
-    if mult != 1.0:
-        out += ["", f"The search trained each architecture at width ×{study.evaluator.width_mult:g} (a proxy) and "
-                "measured latency, params and MACs at full width; this entry is the network at width "
-                f"×{mult:g}, whose own figures follow."]
     fp = t.user_attrs.get("fingerprint")
     if "latency_ms" in values:
         out += ["", f"Search latency measured on host `{t.user_attrs.get('host', '?')}` (device fingerprint "
@@ -528,6 +571,13 @@ def arch_table(arch: Arch, model: nn.Module, res: int, in_chans: int) -> list[st
     head = {k: v for k, v in d["head"].items() if k != "type"}
     lines.append(["head", d["head"]["type"], "", "", "", _kv(head), *figures("head")])
     return md_table(["", "type", "depth", "width", "stride", "settings", "output", "params", "MACs"], lines)
+
+
+def _ostudy_of(study: Study) -> optuna.Study:
+    """The study's record (for the seed repeats shown with the accuracy)."""
+    from nas.report import load_results
+
+    return load_results(study)
 
 
 def _kv(d: dict) -> str:

@@ -37,7 +37,7 @@ STATES = ("complete", "infeasible", "pruned", "failed", "interrupted", "running"
 # Metrics recorded on trials besides the objectives, in table order.
 EXTRA_METRICS = ("accuracy", "latency_ms", "params", "macs", "activations", "synflow", "naswot", "snip")
 LABELS_KEY = "nas:labels"  # PNG text chunk: JSON list of the names labelled in the plot
-AXIS_LABELS = {"accuracy": "validation top-1 accuracy (proxy training)",
+AXIS_LABELS = {"accuracy": "validation top-1 accuracy",
                "latency_ms": "latency (ms per batch, deploy form)"}
 
 
@@ -81,6 +81,8 @@ def state_of(t: FrozenTrial) -> str:
         return "complete" if t.user_attrs.get("feasible", True) else "infeasible"
     if t.state == TrialState.FAIL:
         return "interrupted" if t.user_attrs.get("interrupted") else "failed"
+    if t.state == TrialState.PRUNED and t.user_attrs.get("status") == "infeasible":
+        return "infeasible"  # stopped before training by a constraint (stored PRUNED, no invented accuracy)
     return {TrialState.PRUNED: "pruned", TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}[t.state]
 
 
@@ -132,6 +134,13 @@ def _iso(when: dt.datetime | None) -> str:
 
 
 # -- the plot ---------------------------------------------------------------------------------------------------------
+def axis_label(study: Study, metric: str) -> str:
+    """'validation top-1 accuracy — accuracy (proxy ×0.5 @16px, 4 ep)': what the axis is, and of which network."""
+    base = AXIS_LABELS.get(metric)
+    label = study.metric_label(metric) if metric in METRICS else metric
+    return f"{base} — {label}" if base else label
+
+
 def plot_axes(study: Study, df: pd.DataFrame) -> tuple[str, str]:
     """(x, y) metrics of the plot: latency and accuracy when measured, else the study's objectives."""
     names = study.metric_names
@@ -190,8 +199,8 @@ def plot_front(study: Study, df: pd.DataFrame) -> Figure:
     else:
         _log_scale_if_spread(ax, rows[x].dropna(), "x")
         ax.legend(loc="best", fontsize=8, framealpha=0.85)
-    ax.set_xlabel(AXIS_LABELS.get(x, x))
-    ax.set_ylabel(AXIS_LABELS.get(y, y))
+    ax.set_xlabel(axis_label(study, x))
+    ax.set_ylabel(axis_label(study, y))
     running = int((df["state"] == "running").sum())
     ax.set_title(f"{study.name}: {total} trials, {len(front)} on the Pareto front"
                  + (f" — search running ({running} trial(s) in progress)" if running else ""), fontsize=10)
@@ -280,7 +289,7 @@ def summary(study: Study, ostudy: optuna.Study, df: pd.DataFrame) -> str:
         out += md_table(cols, [[_cell(c, r[c]) for c in cols] for _, r in front.iterrows()])
         out += ["", f"Export one with `nas export {study.source} --trial N --name NAME`, or all of them with "
                 f"`--pareto`."]
-    standing = named_standing(ostudy)
+    standing = named_standing(ostudy, study)
     out += ["", "## Named architectures", ""]
     if not standing:
         out.append("No named architecture was seeded (add `named: [...]` to the study file to compare with them).")
@@ -291,10 +300,10 @@ def summary(study: Study, ostudy: optuna.Study, df: pd.DataFrame) -> str:
             text = str(s["standing"])
             m = re.match(r"dominated by #(\d+)", text)
             if m:
-                dominated.append(s["named"])
+                dominated.append(s["network"])
                 if int(m.group(1)) in by_number:
-                    text = "dominated by " + _describe(by_number[int(m.group(1))], names)
-            rows.append([s["named"], s["trial"], *(_cell(n, s.get(n)) for n in names), text])
+                    text = "dominated by " + _describe(by_number[int(m.group(1))], names) + text[m.end():]
+            rows.append([s["network"], s["trial"], *(_cell(n, s.get(n)) for n in names), text])
         out += md_table(["named", "trial", *names, "standing"], rows)
         if dominated:
             out += ["", f"{len(dominated)} named architecture(s) dominated by a found network: "

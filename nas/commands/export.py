@@ -26,9 +26,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "(resumes from the last finished epoch when interrupted)")
     p.add_argument("--epochs", type=positive_int, default=None, help=f"epochs of --train (default {EPOCHS_FACTOR}x the "
                    "study's training epochs); implies --train")
+    p.add_argument("--proxy", action="store_true", help="export the proxy network (the cheaper copy the search "
+                   "trained, at the proxy width and resolution) instead of the target whose latency is on the front")
     p.add_argument("--width-mult", type=float_in(0, 4, open_lo=True), default=None, help="width of the exported "
-                   "network (default: the study's, i.e. the network the trial trained; 1 for the full-width searched "
-                   "architecture)")
+                   "network (default: the target's width, or the proxy's with --proxy)")
     p.add_argument("--force", action="store_true", help="replace existing entries")
     p.add_argument("--restart", action="store_true", help="discard an interrupted --train run instead of resuming")
     p.add_argument("--no-latency", action="store_true", help="do not measure the exported network's latency")
@@ -70,10 +71,12 @@ def run(args: argparse.Namespace) -> int:
     picks = [(t, entry_name(study, t, args.name, several=args.pareto)) for t in trials]
     train = args.train or args.epochs is not None
     epochs = (args.epochs or EPOCHS_FACTOR * study.evaluator.epochs) if train else None
-    opts = ExportOptions(root=Path(args.zoo), epochs=epochs, width_mult=args.width_mult, force=args.force,
+    opts = ExportOptions(root=Path(args.zoo), epochs=epochs, network="proxy" if args.proxy else "target",
+                         width_mult=args.width_mult, force=args.force,
                          restart=args.restart, latency=not args.no_latency, device=args.device, threads=args.threads)
     what = f"training {epochs} epochs each" if epochs else "untrained (add --train for weights)"
-    print(f"exporting {len(picks)} trial(s) of '{study.name}' to {opts.root}/, {what}:")
+    net = study.evaluator.proxy if args.proxy else study.evaluator.target
+    print(f"exporting {len(picks)} trial(s) of '{study.name}' to {opts.root}/ as the {net.short()} network, {what}:")
     paths = export(study, ostudy, picks, opts)
     names = [p.name for p in paths]
     print(f"load with: from nas import zoo; zoo.create_model({names[0]!r}"

@@ -165,7 +165,9 @@ def test_report_of_a_running_study(tmp_path: Path) -> None:
     assert f"| {n['best']} |" in front and f"| {n['fast']} |" in front and f"| {n['resnet18']} |" not in front
     named = md.split("## Named architectures")[1]
     assert f"dominated by #{n['best']}" in named and f"dominated by #{n['fast']}" not in named.split("resnet18")[1][:40]
-    assert "2 named architecture(s) dominated by a found network: `resnet18`, `mobilenet_v2`" in named
+    assert ("2 named architecture(s) dominated by a found network: `resnet18 (small-input stem)`, "
+            "`mobilenet_v2 (small-input strides)`") in named
+    assert "(seed noise not measured)" in named  # no repeats in this study: the verdict says so
 
     # The search goes on and the report follows it.
     rec.finish(running, Outcome(accuracy=0.99, latency_ms=0.3))
