@@ -173,9 +173,15 @@ def latency_settings(cfg: LatencyConfig, *, num_classes: int = 1000, in_chans: i
 
 # -- device identity --------------------------------------------------------------------------------------------------
 def device_info(device: str = "cpu", threads: int = 1, backend: str = "eager") -> dict:
-    """What makes latency on this device comparable: processor, core count, GPU and driver, runtime versions."""
+    """What makes latency on this device comparable: processor, core count, GPU and driver, runtime versions.
+
+    $NAS_DEVICE_LABEL, when set (e.g. on each node of a cluster), is part of it: machines of the same model then keep
+    separate measurements — for nodes that differ in ways the rest does not see (cooling, power limits, clocks).
+    """
     info: dict = {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": threads, "torch": torch.__version__,
                   "mkldnn": torch.backends.mkldnn.is_available(), "backend": backend}
+    if os.environ.get("NAS_DEVICE_LABEL"):
+        info["label"] = os.environ["NAS_DEVICE_LABEL"]
     dev = torch.device(device)
     if dev.type == "cuda":
         index = dev.index if dev.index is not None else 0
@@ -292,10 +298,18 @@ def open_cache(cache: LatencyCache | str | Path | None) -> LatencyCache | None:
 
 @contextlib.contextmanager
 def device_lock(device: str, directory: str | Path) -> Iterator[Path]:
-    """Hold an exclusive file lock for `device` (one measurement per device at a time, across processes)."""
+    """Hold an exclusive file lock for `device` (one measurement per device at a time, across processes).
+
+    A GPU is named as CUDA_VISIBLE_DEVICES names it: 'cuda:0' of two Ray workers given different GPUs are two devices.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"latency-{device.replace(':', '')}.lock"
+    name = device.replace(":", "")
+    kind, _, index = device.partition(":")
+    visible = [g.strip() for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    if kind == "cuda" and int(index or 0) < len(visible):
+        name = "gpu-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in visible[int(index or 0)])
+    path = directory / f"latency-{name}.lock"
     with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
