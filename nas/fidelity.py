@@ -1,0 +1,218 @@
+"""Proxy fidelity: does a cheap proxy rank architectures like the training that will really be done?
+
+Pure statistics over accuracies, one row per architecture and one column per seed: rank correlation between proxy
+and high fidelity (Kendall tau, Spearman rho) with bootstrap intervals that resample architectures, the seed-to-seed
+noise at each fidelity, the overlap of the top architectures, a one-line verdict, and the choice of which trials of
+a finished study to re-train.
+
+The verdict rule: the proxy ranks the architectures *reliably* iff Kendall tau (of the seed-mean accuracies) is at
+least 0.6 and the lower end of its 90 % bootstrap interval is above 0.3 — strong agreement that is unlikely to be
+luck of the few architectures drawn.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+from optuna.trial import FrozenTrial, TrialState
+from scipy import stats
+
+__all__ = [
+    "RELIABLE_TAU", "RELIABLE_LOW", "Interval", "SeedNoise", "Fidelity", "kendall", "spearman", "bootstrap",
+    "seed_noise", "top_overlap", "is_reliable", "verdict", "compare", "accuracy_of", "pick_trials",
+]
+
+RELIABLE_TAU = 0.6  # Kendall tau at least this ...
+RELIABLE_LOW = 0.3  # ... and the lower end of its interval above this
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A statistic and its bootstrap percentile interval at `level` (NaN where it is undefined)."""
+
+    value: float
+    low: float
+    high: float
+    level: float = 0.9
+
+    def __str__(self) -> str:
+        return f"{_fmt(self.value)} [{_fmt(self.low)}, {_fmt(self.high)}]"
+
+
+@dataclass(frozen=True)
+class SeedNoise:
+    """Seed-to-seed noise of one fidelity: mean |difference| and mean std over seeds, and seed 0 vs 1 Kendall tau."""
+
+    mean_abs_diff: float
+    std: float
+    tau: float
+    seeds: int
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """Everything measured about one proxy against one high fidelity on the same k architectures."""
+
+    k: int
+    tau: Interval
+    rho: Interval
+    proxy_noise: SeedNoise
+    target_noise: SeedNoise
+    top: int
+    top_overlap: float
+
+    @property
+    def reliable(self) -> bool:
+        """Whether the verdict rule holds (see the module docstring)."""
+        return is_reliable(self.tau)
+
+    def verdict(self) -> str:
+        """The one-line verdict."""
+        return verdict(self.tau, self.k)
+
+
+def _fmt(v: float) -> str:
+    return "nan" if math.isnan(v) else f"{v:.2f}"
+
+
+def _columns(acc: Sequence[float] | Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
+    """Accuracies as a k×r float array (a flat sequence is one seed)."""
+    a = np.asarray(acc, dtype=float)
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2 or a.shape[1] < 1:
+        raise ValueError(f"expected k accuracies or k×r accuracies (architectures × seeds), got shape {a.shape}")
+    return a
+
+
+def kendall(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
+    """Kendall tau-b between `x` and `y` (ties allowed); NaN when either is constant or there are < 2 points."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan
+    return float(stats.kendalltau(x, y).statistic)
+
+
+def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
+    """Spearman rho between `x` and `y`; NaN when either is constant or there are < 2 points."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan
+    return float(stats.spearmanr(x, y).statistic)
+
+
+def bootstrap(stat: Callable[[np.ndarray, np.ndarray], float], x: Sequence[float] | np.ndarray,
+              y: Sequence[float] | np.ndarray, *, level: float = 0.9, n: int = 2000, seed: int = 0) -> Interval:
+    """`stat(x, y)` with a seeded percentile interval from `n` resamples of the pairs (architectures) with replacement.
+
+    Resamples on which the statistic is undefined (e.g. every drawn architecture tied) are left out.
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"expected two sequences of the same length, got shapes {x.shape} and {y.shape}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    value = stat(x, y)
+    rng = np.random.default_rng(seed)
+    draws = np.array([stat(x[i], y[i]) for i in rng.integers(0, len(x), size=(n, len(x)))])
+    draws = draws[~np.isnan(draws)]
+    if math.isnan(value) or len(draws) == 0:
+        return Interval(value, math.nan, math.nan, level)
+    low, high = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
+    return Interval(value, float(low), float(high), level)
+
+
+def seed_noise(acc: Sequence[Sequence[float]] | np.ndarray) -> SeedNoise:
+    """Noise of k×r accuracies (architectures × seeds): mean |difference| of seed pairs, mean std, seed 0/1 tau."""
+    a = _columns(acc)
+    r = a.shape[1]
+    if r < 2:
+        return SeedNoise(math.nan, math.nan, math.nan, r)
+    diffs = np.mean([np.abs(a[:, i] - a[:, j]) for i, j in combinations(range(r), 2)])
+    return SeedNoise(float(diffs), float(np.mean(np.std(a, axis=1, ddof=1))), kendall(a[:, 0], a[:, 1]), r)
+
+
+def top_overlap(proxy: Sequence[float] | np.ndarray, target: Sequence[float] | np.ndarray, top: int) -> float:
+    """Fraction of the `top` best architectures by `target` that are also among the `top` best by `proxy`."""
+    p, t = np.asarray(proxy, dtype=float), np.asarray(target, dtype=float)
+    if not 1 <= top <= len(p):
+        raise ValueError(f"top must be in [1, {len(p)}], got {top}")
+    # a stable sort on the negated value: ties keep architecture order, the same rule for both
+    best_p = set(np.argsort(-p, kind="stable")[:top].tolist())
+    best_t = set(np.argsort(-t, kind="stable")[:top].tolist())
+    return len(best_p & best_t) / top
+
+
+def is_reliable(tau: Interval) -> bool:
+    """The verdict rule: tau >= 0.6 and the lower end of its interval > 0.3 (False when either is undefined)."""
+    return not math.isnan(tau.value) and not math.isnan(tau.low) and tau.value >= RELIABLE_TAU \
+        and tau.low > RELIABLE_LOW
+
+
+def verdict(tau: Interval, k: int) -> str:
+    """'the proxy ranks these architectures reliably: tau 0.71 [0.45, 0.88], k=12' (or 'not reliably')."""
+    how = "reliably" if is_reliable(tau) else "not reliably"
+    return f"the proxy ranks these architectures {how}: tau {tau}, k={k}"
+
+
+def compare(proxy: Sequence[Sequence[float]] | np.ndarray, target: Sequence[Sequence[float]] | np.ndarray, *,
+            top: int = 3, level: float = 0.9, n: int = 2000, seed: int = 0) -> Fidelity:
+    """Proxy vs high fidelity on the same k architectures (rows), r seeds each (columns); ranks use seed means."""
+    p, t = _columns(proxy), _columns(target)
+    if p.shape[0] != t.shape[0]:
+        raise ValueError(f"proxy has {p.shape[0]} architectures, target {t.shape[0]}: they must be the same ones")
+    if p.shape[0] < 2:
+        raise ValueError(f"need at least 2 architectures to rank, got {p.shape[0]}")
+    pm, tm = p.mean(axis=1), t.mean(axis=1)
+    top = min(top, len(pm))
+    return Fidelity(k=len(pm), tau=bootstrap(kendall, pm, tm, level=level, n=n, seed=seed),
+                    rho=bootstrap(spearman, pm, tm, level=level, n=n, seed=seed), proxy_noise=seed_noise(p),
+                    target_noise=seed_noise(t), top=top, top_overlap=top_overlap(pm, tm, top))
+
+
+# -- which trials to re-train ----------------------------------------------------------------------------------------
+def accuracy_of(t: FrozenTrial) -> float | None:
+    """A trial's proxy accuracy, or None when it has none (not COMPLETE, or never trained, or not recorded)."""
+    if t.state != TrialState.COMPLETE or t.user_attrs.get("trained") is False:
+        return None
+    acc = t.user_attrs.get("accuracy")
+    return float(acc) if isinstance(acc, (int, float)) and math.isfinite(acc) else None
+
+
+def pick_trials(trials: Iterable[FrozenTrial], k: int, *, front: Iterable[int] = ()) -> list[FrozenTrial]:
+    """Up to k trials with an accuracy: the front (trial numbers), named points, then the rest spread over the range.
+
+    The spread picks, for evenly spaced accuracies from the lowest to the highest, the nearest trial not yet picked;
+    when the front and named points alone exceed k, they are themselves spread. Duplicates of a trial are skipped.
+    The result is ordered by trial number.
+    """
+    if k < 2:
+        raise ValueError(f"k must be >= 2 to rank anything, got {k}")
+    pool = [t for t in trials if accuracy_of(t) is not None and "duplicate_of" not in t.user_attrs]
+    on_front = set(front)
+    first = [t for t in pool if t.number in on_front or t.user_attrs.get("named")]
+    rest = [t for t in pool if t.number not in {f.number for f in first}]
+    chosen = _spread(first, k) if len(first) > k else first
+    chosen += _spread(rest, k - len(chosen), within=pool)
+    return sorted(chosen, key=lambda t: t.number)
+
+
+def _spread(trials: list[FrozenTrial], m: int, within: list[FrozenTrial] | None = None) -> list[FrozenTrial]:
+    """m of `trials` nearest to m evenly spaced accuracies over the range of `within` (default: `trials`)."""
+    if m <= 0 or not trials:
+        return []
+    accs = [accuracy_of(t) for t in (within or trials)]
+    lo, hi = min(accs), max(accs)
+    left = sorted(trials, key=lambda t: (accuracy_of(t), t.number))
+    out = []
+    for goal in np.linspace(lo, hi, m) if m > 1 else [hi]:
+        if not left:
+            break
+        best = min(left, key=lambda t: (abs(accuracy_of(t) - goal), t.number))
+        out.append(best)
+        left.remove(best)
+    return out
