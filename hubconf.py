@@ -1,7 +1,8 @@
 """torch.hub entry points: every built-in named point and every exported zoo entry, by name.
 
     torch.hub.load("/path/to/nas", "resnet50", source="local")
-    torch.hub.load("/path/to/nas", "my_found_net", source="local", pretrained=True)
+    torch.hub.load("/path/to/nas", "my_found_net", source="local", pretrained=True)  # in ./zoo or $NAS_ZOO_PATH
+    torch.hub.load("/path/to/nas", "zoo_entry", "/abs/path/zoo/my_found_net", source="local", pretrained=True)
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ def _entry_point(name: str) -> Any:
     return load
 
 
+def zoo_entry(path: str, pretrained: bool = False, **kwargs: Any) -> Any:
+    """Build the zoo entry in folder `path` (pretrained=True loads its weights)."""
+    from nas import zoo
+
+    return zoo.create_model(zoo.load_entry(path).path, pretrained=pretrained, **kwargs)
+
+
 def __getattr__(name: str) -> Any:
     """torch.hub looks entry points up with getattr: resolve any named point or zoo entry lazily."""
     if name.startswith("__"):
@@ -36,4 +44,4 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     from nas import zoo
 
-    return ["dependencies", *zoo.list_models()]
+    return ["dependencies", "zoo_entry", *zoo.list_models()]

@@ -22,6 +22,7 @@ _PATH_ADVICE = {
     errno.EPERM: "operation not permitted; check its permissions or choose another path",
     errno.EISDIR: "a folder where a file belongs; give the path of a file",
     errno.ENOTDIR: "a part of the path is a file where a folder belongs; check the path",
+    errno.EEXIST: "a file where a folder belongs; give the path of a folder",
     errno.ENOENT: "no such file or folder; check the path",
     errno.EROFS: "read-only file system; choose a writable location",
     errno.ENOSPC: "no space left on the device; free some space or choose another location",

@@ -85,10 +85,10 @@ def get_trial(study: Study, ostudy: optuna.Study, number: int) -> FrozenTrial:
     if t.state == TrialState.FAIL:
         reason = t.user_attrs.get("fail_reason", "no reason recorded")
         raise NasError(f"{where}: trial {number} {state} ({reason}); only complete trials can be exported")
-    if t.state == TrialState.PRUNED:
+    if t.state == TrialState.PRUNED and state != "infeasible":  # an infeasible one is exported with a warning
         raise NasError(f"{where}: trial {number} was pruned (stopped early after {t.user_attrs.get('epochs', '?')} of "
                        f"{t.user_attrs.get('planned_epochs', '?')} epochs); only complete trials can be exported")
-    if t.state != TrialState.COMPLETE:
+    if t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
         raise NasError(f"{where}: trial {number} is {state}, not finished; wait for it or pick a complete trial")
     if "arch" not in t.user_attrs:
         raise NasError(f"{where}: trial {number} has no stored architecture (not made by 'nas search')")
@@ -494,6 +494,10 @@ def model_card(study: Study, t: FrozenTrial, name: str, arch: Arch, data: Any, m
             "# re-parameterized", "", "import torch", "",
             f"model = torch.hub.load(\"<path to the nas repository>\", \"{name}\", source=\"local\""
             + (", pretrained=True" if training else "") + ")", "```", "",
+            f"By name, `{name}` is found in `./zoo` and then in each folder listed in `$NAS_ZOO_PATH` (e.g. "
+            "`export NAS_ZOO_PATH=/path/to/zoo`); from any directory, the path of this entry's folder works too: "
+            "`zoo.create_model(\"/path/to/zoo/" + name + "\")`, or `torch.hub.load(\"<path to the nas repository>\", "
+            "\"zoo_entry\", \"/path/to/zoo/" + name + "\", source=\"local\")`.", "",
             f"Input: {data.in_chans}×{res}×{res}, normalized with mean {_vec(data.mean)} and std {_vec(data.std)} "
             f"(pixels in [0, 1]); output: {data.num_classes} logits. The deploy form is also in `model.ts` "
             "(TorchScript) and `model.onnx`. With timm installed, `nas.zoo.register_with_timm()` makes "

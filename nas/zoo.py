@@ -21,7 +21,7 @@ from torch import nn
 import space
 from space.arch import Arch
 from space.errors import NasError
-from space.zoo import MODELS, entry_names, find_entry, zoo_dirs
+from space.zoo import MODELS, ZOO_PATH_ENV, entry_names, find_entry, zoo_dirs
 
 WEIGHTS = "weights.safetensors"
 
@@ -53,14 +53,19 @@ def list_models() -> list[str]:
 
 
 def load_entry(name_or_path: str | Path) -> Entry:
-    """Read an entry by name (search path: ./zoo, $NAS_ZOO_PATH) or by directory."""
-    path = Path(name_or_path)
+    """Read an entry by directory, or by name (search path: ./zoo, then $NAS_ZOO_PATH)."""
+    path = Path(name_or_path).expanduser()
     if not (path / "arch.yaml").is_file():
+        if path.is_dir():
+            raise ZooError(f"{path}: not a zoo entry (no arch.yaml in it); give the folder 'nas export' wrote, "
+                           "e.g. zoo/NAME")
         found = find_entry(str(name_or_path))
         if found is None:
             where = ", ".join(str(d) for d in zoo_dirs())
-            raise ZooError(f"no zoo entry '{name_or_path}' (searched {where}); export one with 'nas export'")
+            raise ZooError(f"no zoo entry '{name_or_path}' (searched {where}); give the entry's folder, add the "
+                           f"folder that holds it to ${ZOO_PATH_ENV}, or export one with 'nas export'")
         path = found
+    path = path.resolve()  # the config's weight file must be found from any working directory
     config_file = path / "config.json"
     try:
         config = json.loads(config_file.read_text()) if config_file.is_file() else {}
@@ -73,17 +78,20 @@ def load_entry(name_or_path: str | Path) -> Entry:
 
 def create_model(name: str | Path, *, pretrained: bool = False, deploy: bool = False,
                  num_classes: int | None = None, **kwargs: Any) -> nn.Module:
-    """Build a zoo entry (or a built-in named point), optionally with its trained weights, in train or deploy form.
+    """Build a zoo entry or a built-in named point, optionally with its trained weights, in train or deploy form.
 
-    `num_classes` defaults to the entry's own; asking for another class count with `pretrained=True` loads every
-    weight except the classifier, which is re-initialised.
+    `name` is a named point, an entry's name (found in ./zoo, then in the folders of $NAS_ZOO_PATH) or the path of an
+    entry's folder, from any working directory. `num_classes` defaults to the entry's own; asking for another class
+    count with `pretrained=True` loads every weight except the classifier, which is re-initialised.
     """
-    is_entry = find_entry(str(name)) is not None or (Path(name) / "arch.yaml").is_file()
-    if not is_entry:
+    if str(name) in MODELS:
         if pretrained:
             raise ZooError(f"'{name}' is a built-in named point without weights (nas never downloads weights); "
                            "export a trained entry with 'nas export --train' or use pretrained=False")
         return space.create_model(str(name), deploy=deploy, num_classes=num_classes or 1000, **kwargs)
+    path = Path(name).expanduser()
+    if not (path / "arch.yaml").is_file() and find_entry(str(name)) is None and not path.is_dir() and not pretrained:
+        return space.create_model(str(path), deploy=deploy, num_classes=num_classes or 1000, **kwargs)  # arch file
     entry = load_entry(name)
     own_classes = int(entry.config.get("num_classes", 1000))
     model = space.create_model(entry.arch, num_classes=own_classes, in_chans=int(entry.config.get("in_chans", 3)),

@@ -19,25 +19,67 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted."""
     import optuna
-    from optuna_dashboard import run_server
 
     from nas.search import storage_of
     from nas.study import Study
     from space.errors import NasError
 
     if "://" in args.study:
-        url, storage = args.study, optuna.storages.RDBStorage(args.study)
+        url, storage = args.study, _rdb(args.study)
     else:
         study = Study.load(args.study)
         if study.storage.startswith("sqlite:///") and not _exists(study.storage):
             raise NasError(f"{study.source}: no results yet at {study.storage}; run 'nas search {args.study}' first")
         url, storage = study.storage, storage_of(study)
-    print(f"optuna-dashboard on http://{args.host}:{args.port}/ for {url} (Ctrl-C to stop)", flush=True)
-    try:
-        run_server(storage, host=args.host, port=args.port)
-    except OSError as e:
-        raise NasError(f"cannot serve on {args.host}:{args.port}: {e.strerror or e}") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    server = _bind(storage, args.host, args.port)  # bound before anything is printed: a taken port is one line
+    print(f"optuna-dashboard on http://{_netloc(args.host, args.port)}/ for {url} (Ctrl-C to stop)", flush=True)
+    with server:
+        server.serve_forever()
     return 0
+
+
+def _bind(storage: object, host: str, port: int) -> object:
+    """A WSGI server for optuna-dashboard's app, listening on host:port (optuna-dashboard's own `run_server` prints
+    "Listening on ..." before it binds, and logs every request)."""
+    import errno
+    import socket
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from optuna_dashboard import wsgi
+
+    from space.errors import NasError
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002  (the base class's name)
+            pass
+
+    class Server(WSGIServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    try:
+        return make_server(host, port, wsgi(storage), server_class=Server, handler_class=Quiet)
+    except OSError as e:
+        fix = "choose another --port" if e.errno == errno.EADDRINUSE else "check --host and --port"
+        raise NasError(f"cannot serve on {_netloc(host, port)}: {e.strerror or e}; {fix}") from None
+
+
+def _rdb(url: str) -> object:
+    """An RDB storage from a URL; a bad URL or unreachable database is one line."""
+    import optuna
+
+    from space.errors import NasError
+
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as e:  # SQLAlchemy raises a variety of errors for a bad URL or an unreachable server
+        cause = str(getattr(e, "orig", None) or e).splitlines()[0]
+        raise NasError(f"storage {url}: cannot open it ({cause}); check the URL and that the database is reachable"
+                       ) from None
+
+
+def _netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _exists(url: str) -> bool:

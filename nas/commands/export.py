@@ -79,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"exporting {len(picks)} trial(s) of '{study.name}' to {opts.root}/ as the {net.short()} network, {what}:")
     paths = export(study, ostudy, picks, opts)
     names = [p.name for p in paths]
-    print(f"load with: from nas import zoo; zoo.create_model({names[0]!r}"
-          + (", pretrained=True" if epochs else "") + ")" + (f"  (also: {', '.join(names[1:])})" if names[1:] else ""))
+    pre, root = (", pretrained=True" if epochs else ""), opts.root.resolve()
+    print(f"load from any directory with: from nas import zoo; zoo.create_model({str(paths[0].resolve())!r}{pre})")
+    print(f"  or by name, {names[0]!r}, after: export NAS_ZOO_PATH={root}"
+          + ("  (not needed in this directory)" if root == (Path.cwd() / "zoo").resolve() else "")
+          + (f"; also exported: {', '.join(names[1:])}" if names[1:] else ""))
     return 0

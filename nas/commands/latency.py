@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from nas.commands import float_in, positive_float, positive_int
+from nas.commands import float_in, positive_float, positive_int, resolve_model
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register `nas latency`."""
     p = sub.add_parser("latency", help="measure the deploy-form latency of a named architecture or a file")
-    p.add_argument("model", help="a named point (see 'nas zoo list') or an architecture .yaml")
+    p.add_argument("model", help="a named point (see 'nas zoo list'), a zoo entry (name or folder) or an "
+                   "architecture .yaml")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--backend", default="eager", help="eager, torchscript or onnxruntime (default eager)")
     p.add_argument("--batch-size", type=positive_int, default=1)
@@ -36,10 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Measure (or read from the cache) and print one summary."""
     from evaluators.latency import LatencyConfig, LatencyError, device_info, measure_latency
-    from space import MODELS, resolve_arch
 
-    arch = resolve_arch(args.model)
-    size = args.input or (MODELS.get(args.model).default_input if args.model in MODELS else 224)
+    arch, own_size = resolve_model(args.model)
+    size = args.input or own_size
     try:
         cpus = tuple(int(c) for c in args.cpus.split(",")) if args.cpus else None
     except ValueError:

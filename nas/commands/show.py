@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from nas.commands import positive_int
+from nas.commands import positive_int, resolve_model
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register `nas show`."""
     p = sub.add_parser("show", help="layer table of a named architecture or an architecture file")
-    p.add_argument("model", help="a named point (see 'nas zoo list') or an architecture .yaml")
+    p.add_argument("model", help="a named point (see 'nas zoo list'), a zoo entry (name or folder) or an "
+                   "architecture .yaml")
     p.add_argument("--deploy", action="store_true", help="show the deploy (re-parameterized) form")
     p.add_argument("--input", type=positive_int, default=None, help="input resolution (default: the model's own, "
                    "or 224)")
@@ -27,13 +28,13 @@ def run(args: argparse.Namespace) -> int:
 
     from evaluators.cost import module_breakdown
     from nas.format import human, table
-    from space import MODELS, create_model, resolve_arch
+    from space import create_model
 
-    arch = resolve_arch(args.model)
+    arch, own_size = resolve_model(args.model)
     if args.yaml:
         print(arch.to_yaml(), end="")
         return 0
-    size = args.input or (MODELS.get(args.model).default_input if args.model in MODELS else 224)
+    size = args.input or own_size
     model = create_model(arch, deploy=args.deploy, num_classes=args.num_classes)
     rows = module_breakdown(model, size)
     total = rows[0]
