@@ -230,8 +230,11 @@ class _Trainer:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext():
-            out = self.model(x)
+            # Auxiliary classifiers (GoogLeNet, Inception-v3) train with their losses weighted into the main one.
+            out, aux = self.model.forward_train(x) if hasattr(self.model, "forward_train") else (self.model(x), [])
         loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
+        for weight, logits in aux:
+            loss = loss + weight * F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)

@@ -3,13 +3,19 @@
 Run in an environment that has the reference packages (torchvision and/or timm), not the project's own:
 
     python scripts/golden_reference.py tests/space/golden/resnet.yaml resnet18=torchvision:resnet18 ...
+    python scripts/golden_reference.py --input 299 tests/space/golden/inception.yaml \
+        inception_v3=torchvision-aux:inception_v3
 
 Each spec is `our_name=package:constructor` with package torchvision or timm; `timm-deploy:NAME` also records the
-re-parameterized form. The project's tests then compare every named point against these files.
+re-parameterized form; `torchvision-aux:NAME` builds the training form with its auxiliary classifiers
+(`aux_logits=True`) and records the network without them (`aux_logits=False`) as `params_noaux` / `shapes_noaux`.
+MACs are counted in eval mode, where auxiliary classifiers do not run. The project's tests then compare every named
+point against these files.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections import Counter
 from pathlib import Path
@@ -29,33 +35,61 @@ def figures(model: torch.nn.Module, size: int) -> dict:
             "shapes": dict(sorted(shapes.items()))}
 
 
-def build(spec: str) -> tuple[torch.nn.Module, bool]:
+def build(spec: str, **kwargs: object) -> torch.nn.Module:
+    """The reference model of `package:constructor` (random weights)."""
     pkg, ctor = spec.split(":", 1)
-    if pkg == "torchvision":
+    if pkg.startswith("torchvision"):
         import torchvision
 
-        return getattr(torchvision.models, ctor)(), False
+        return getattr(torchvision.models, ctor)(weights=None, **kwargs)
     import timm
 
-    return timm.create_model(ctor, pretrained=False), pkg == "timm-deploy"
+    return timm.create_model(ctor, pretrained=False, **kwargs)
 
 
-def main(out: str, *specs: str, size: int = 224) -> None:
-    path = Path(out)
+def entry(spec: str, size: int) -> dict:
+    """Golden figures of one reference spec at input `size`."""
+    pkg = spec.split(":", 1)[0]
+    if pkg == "torchvision-aux":
+        out = {"reference": spec, "input": size, **figures(build(spec, aux_logits=True), size)}
+        bare = figures(build(spec, aux_logits=False), size)
+        return {**out, "params_noaux": bare["params"], "shapes_noaux": bare["shapes"]}
+    model = build(spec)
+    out = {"reference": spec, "input": size, **figures(model, size)}
+    if pkg == "timm-deploy":
+        from timm.utils.model import reparameterize_model
+
+        dep = figures(reparameterize_model(model), size)
+        out.update(params_deploy=dep["params"], macs_deploy=dep["macs"], shapes_deploy=dep["shapes"])
+    return out
+
+
+def main(argv: list[str]) -> None:
+    """Add (or replace) the entries of the given specs in the golden file."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--input", type=int, default=224, help="input resolution (default 224)")
+    ap.add_argument("out", help="golden YAML file to update")
+    ap.add_argument("specs", nargs="+", help="our_name=package:constructor")
+    args = ap.parse_args(argv)
+    path = Path(args.out)
     data = yaml.safe_load(path.read_text()) if path.exists() else {}
-    for item in specs:
+    for item in args.specs:
         name, spec = item.split("=", 1)
-        model, with_deploy = build(spec)
-        entry = {"reference": spec, "input": size, **figures(model, size)}
-        if with_deploy:
-            from timm.utils.model import reparameterize_model
+        data[name] = entry(spec, args.input)
+        print(name, data[name]["params"], data[name]["macs"], file=sys.stderr)
+    path.write_text(provenance() + yaml.safe_dump(data, sort_keys=True, width=120))
 
-            dep = figures(reparameterize_model(model), size)
-            entry.update(params_deploy=dep["params"], macs_deploy=dep["macs"], shapes_deploy=dep["shapes"])
-        data[name] = entry
-        print(name, entry["params"], entry["macs"], file=sys.stderr)
-    path.write_text(yaml.safe_dump(data, sort_keys=True, width=120))
+
+def provenance() -> str:
+    """A comment line naming this script and the reference packages' versions."""
+    versions = [f"torch {torch.__version__}"]
+    for pkg in ("torchvision", "timm"):
+        try:
+            versions.append(f"{pkg} {__import__(pkg).__version__}")
+        except ImportError:
+            pass
+    return f"# written by scripts/golden_reference.py ({', '.join(versions)})\n"
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    main(sys.argv[1:])

@@ -40,9 +40,9 @@ class Stem:
     width: int
     params: Params
 
-    def to_dict(self, *, full: bool = False) -> dict[str, Any]:
+    def to_dict(self, *, full: bool = False, hashed: bool = False) -> dict[str, Any]:
         """Plain dict, family params flattened in."""
-        return {"type": self.type, "width": self.width, **self.params.to_dict(full=full)}
+        return {"type": self.type, "width": self.width, **self.params.to_dict(full=full, hashed=hashed)}
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,10 @@ class Stage:
     stride: int
     params: Params
 
-    def to_dict(self, *, full: bool = False) -> dict[str, Any]:
+    def to_dict(self, *, full: bool = False, hashed: bool = False) -> dict[str, Any]:
         """Plain dict, family params flattened in."""
         return {"block": self.block, "depth": self.depth, "width": self.width, "stride": self.stride,
-                **self.params.to_dict(full=full)}
+                **self.params.to_dict(full=full, hashed=hashed)}
 
 
 @dataclass(frozen=True)
@@ -68,9 +68,9 @@ class Head:
     type: str
     params: Params
 
-    def to_dict(self, *, full: bool = False) -> dict[str, Any]:
+    def to_dict(self, *, full: bool = False, hashed: bool = False) -> dict[str, Any]:
         """Plain dict, family params flattened in."""
-        return {"type": self.type, **self.params.to_dict(full=full)}
+        return {"type": self.type, **self.params.to_dict(full=full, hashed=hashed)}
 
 
 @dataclass(frozen=True)
@@ -86,16 +86,16 @@ class Arch:
     @property
     def hash(self) -> str:
         """Stable content hash (16 hex chars) of the full canonical form: the identity in caches and storages."""
-        blob = json.dumps(self.to_dict(full=True, name=False), sort_keys=True, separators=(",", ":"))
+        blob = json.dumps(self.to_dict(full=True, name=False, hashed=True), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     # -- serialization --------------------------------------------------------------------------------------------
-    def to_dict(self, *, full: bool = False, name: bool = True) -> dict[str, Any]:
-        """Plain nested dict; `full` includes parameters left at their defaults."""
+    def to_dict(self, *, full: bool = False, name: bool = True, hashed: bool = False) -> dict[str, Any]:
+        """Plain nested dict; `full` includes parameters left at their defaults; `hashed`: the content-hash form."""
         out: dict[str, Any] = {"name": self.name} if (name and self.name) else {}
-        out["stem"] = self.stem.to_dict(full=full)
-        out["stages"] = [s.to_dict(full=full) for s in self.stages]
-        out["head"] = self.head.to_dict(full=full)
+        out["stem"] = self.stem.to_dict(full=full, hashed=hashed)
+        out["stages"] = [s.to_dict(full=full, hashed=hashed) for s in self.stages]
+        out["head"] = self.head.to_dict(full=full, hashed=hashed)
         return out
 
     def to_yaml(self, *, full: bool = False) -> str:
@@ -134,15 +134,16 @@ class Arch:
         stem_obj = Stem(type=stem["type"], width=_int(stem, "width", "stem"), params=stem["params"])
         if not isinstance(data["stages"], list) or not data["stages"]:
             raise SpecError("must be a non-empty list of stages", key="stages")
-        stages = []
+        stages, w_in = [], stem_obj.width
         for i, raw in enumerate(data["stages"]):
             key = f"stages[{i}]"
             st = _component(raw, key, ("block", "depth", "width", "stride"), BLOCKS, type_key="block")
             derived = st["params"].derived()  # keys the family computes may be left out
             depth = _int(st, "depth", key, default=derived.get("depth"))
             stride = _int(st, "stride", key, default=derived.get("stride", 1))
-            stages.append(Stage(block=st["block"], depth=depth, width=_int(st, "width", key), stride=stride,
-                                params=st["params"]))
+            width = _int(st, "width", key, default=_derived_width(st["params"], w_in, depth, stride, key))
+            stages.append(Stage(block=st["block"], depth=depth, width=width, stride=stride, params=st["params"]))
+            w_in = width
         head = _component(data["head"], "head", ("type",), HEADS)
         name = data.get("name")
         if name is not None and not isinstance(name, str):
@@ -201,7 +202,10 @@ class Arch:
             try:
                 st.params.validate_fields()
                 st.params.check(w_in=w_in, w_out=st.width, stride=st.stride)
-                for k, v in st.params.derived().items():
+                derived = dict(st.params.derived())
+                if "width" in st.params.derived_keys:
+                    derived["width"] = st.params.out_width(w_in=w_in, depth=st.depth, stride=st.stride)
+                for k, v in derived.items():
                     if getattr(st, k) != v:
                         raise SpecError(f"is {getattr(st, k)}, but these {st.block} parameters make it {v}", key=k,
                                         hint=f"set {k}: {v}")
@@ -210,6 +214,7 @@ class Arch:
             w_in = st.width
         try:
             self.head.params.check(w_in=w_in, w_out=w_in, stride=1)
+            self.head.params.check_stages(tuple(st.width for st in self.stages))
         except SpecError as e:
             raise e.at(key_prefix="head") from None
         return self
@@ -242,6 +247,9 @@ class Arch:
         for st in self.stages:
             new = dataclasses.replace(st, width=w(st.width), params=st.params.scaled(mult, divisor))
             new = dataclasses.replace(new, params=new.params.fit(w_in=w_in, w_out=new.width))
+            if "width" in new.params.derived_keys:  # concatenating families: the width follows from the parts
+                new = dataclasses.replace(new, width=new.params.out_width(w_in=w_in, depth=new.depth,
+                                                                          stride=new.stride))
             stages.append(new)
             w_in = new.width
         head = dataclasses.replace(self.head, params=self.head.params.scaled(mult, divisor))
@@ -250,6 +258,16 @@ class Arch:
             return out.validate()
         except SpecError as e:
             raise NasError(f"width multiplier {mult} gives an invalid network: {e}") from None
+
+
+def _derived_width(params: Params, w_in: int, depth: int | None, stride: int, key: str) -> int | None:
+    """The stage width a family derives (None when the width is a free choice); depth must be known first."""
+    if "width" not in params.derived_keys or depth is None:
+        return None
+    try:
+        return params.out_width(w_in=w_in, depth=depth, stride=stride)
+    except SpecError as e:
+        raise e.at(key_prefix=key) from None
 
 
 def _flow(d: Mapping[str, Any]) -> str:

@@ -22,6 +22,7 @@ class BuildContext:
     drop_path_rate: float = 0.0
     total_blocks: int = 1
     block_index: int = 0
+    stage_widths: tuple[int, ...] = ()  # output channels of every stage (auxiliary heads read stage outputs)
 
     def drop_path(self, i: int = 0) -> float:
         """Linearly increasing stochastic-depth rate of block `block_index + i` (0 for the first block)."""
@@ -31,7 +32,12 @@ class BuildContext:
 
 
 class Net(nn.Module):
-    """stem → stages → head. `forward_features` ends before the head; `forward_head` ends in logits."""
+    """stem → stages → head. `forward_features` ends before the head; `forward_head` ends in logits.
+
+    A head with auxiliary classifiers (GoogLeNet, Inception-v3) holds them in `head.aux`, keyed by the index of the
+    stage whose output they read; they exist in the training form only. `forward` always returns the main logits
+    alone; `forward_train` also returns the auxiliary logits with their loss weights.
+    """
 
     def __init__(self, arch: Arch, *, num_classes: int = 1000, in_chans: int = 3, drop_rate: float | None = None,
                  drop_path_rate: float = 0.0):
@@ -40,7 +46,8 @@ class Net(nn.Module):
         self.num_classes = num_classes
         self.deployed = False
         ctx = BuildContext(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                           drop_path_rate=drop_path_rate, total_blocks=sum(s.depth for s in arch.stages))
+                           drop_path_rate=drop_path_rate, total_blocks=sum(s.depth for s in arch.stages),
+                           stage_widths=tuple(s.width for s in arch.stages))
         self.stem = STEMS.get(arch.stem.type).build(in_chans, arch.stem, ctx)
         stages, w_in = [], getattr(self.stem, "out_channels", arch.stem.width)
         for st in arch.stages:
@@ -61,6 +68,18 @@ class Net(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[float, torch.Tensor]]]:
+        """Main logits and (loss weight, logits) of every auxiliary classifier (none in eval mode or deploy form)."""
+        aux = getattr(self.head, "aux", None)
+        if not aux or not self.training:
+            return self(x), []
+        x, extra = self.stem(x), []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if str(i) in aux:
+                extra.append((aux.weight, aux[str(i)](x)))
+        return self.forward_head(x), extra
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the classifier with a fresh one for `num_classes` (0: identity, features only)."""

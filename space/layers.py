@@ -93,11 +93,13 @@ class ConvNormAct(nn.Sequential):
     Deploy folds a BatchNorm into the conv. Children are named conv / bn / act (bn is Identity without a norm).
     """
 
-    def __init__(self, w_in: int, w_out: int, kernel: int = 3, stride: int = 1, *, groups: int = 1,
-                 padding: int | None = None, norm: str = "batchnorm", act: str = "relu", bias: bool | None = None,
-                 eps: float | None = None, act_n: int = 3, dilation: int = 1):
+    def __init__(self, w_in: int, w_out: int, kernel: int | tuple[int, int] = 3, stride: int = 1, *, groups: int = 1,
+                 padding: int | tuple[int, int] | None = None, norm: str = "batchnorm", act: str = "relu",
+                 bias: bool | None = None, eps: float | None = None, act_n: int = 3, dilation: int = 1):
         super().__init__()
-        padding = (kernel - 1) // 2 * dilation if padding is None else padding
+        if padding is None:
+            padding = tuple((k - 1) // 2 * dilation for k in kernel) if isinstance(kernel, tuple) \
+                else (kernel - 1) // 2 * dilation
         bias = norm == "none" if bias is None else bias
         self.conv = nn.Conv2d(w_in, w_out, kernel, stride, padding, dilation=dilation, groups=groups, bias=bias)
         self.bn = make_norm(norm, w_out, eps)

@@ -28,15 +28,18 @@ def param(
     when: tuple[str, tuple] | None = None,
     channels: bool = False,
     length_of: str | None = None,
+    added: bool = False,
 ) -> Any:
     """Declare a family parameter: its default, allowed values, and the condition under which it applies.
 
     `when=("act", ("series",))` makes the parameter conditional: it only applies (and a space only samples it)
     when field `act` takes one of those values. `channels=True` marks a channel count that width multipliers
     scale. `length_of="streams"` makes a tuple field's length equal to the integer field `streams`.
+    `added=True` marks a field added to a family after architectures of it were stored: while it holds its
+    default it is left out of the content hash, so the hashes (cache and storage keys) of those stay the same.
     """
     meta = {"doc": doc, "choices": choices, "min": min, "max": max, "when": when, "channels": channels,
-            "length_of": length_of}
+            "length_of": length_of, "added": added}
     if isinstance(default, list):
         default = tuple(default)
     return dataclasses.field(default=default, metadata=meta)
@@ -49,17 +52,24 @@ class Params:
     def check(self, *, w_in: int, w_out: int, stride: int) -> None:
         """Cross-field checks that need the stage's channel counts; raise SpecError(key=...) on failure."""
 
+    def check_stages(self, widths: tuple[int, ...]) -> None:
+        """Cross-field checks of a head against the stage widths (auxiliary classifiers read stage outputs)."""
+
     def reduction(self) -> int:
         """Spatial downsampling factor of a stem with these parameters (1 for blocks and heads)."""
         return 1
 
-    # Common stage keys ("depth", "stride") that a block family computes from its own fields (see `derived`); a
+    # Common stage keys ("depth", "stride", "width") that a block family computes (see `derived` and `out_width`); a
     # search space fills these in instead of sampling them, so its points stay valid.
     derived_keys: typing.ClassVar[tuple[str, ...]] = ()
 
     def derived(self) -> dict[str, Any]:
-        """Values of the common stage keys named in `derived_keys`, computed from these parameters."""
+        """Values of the common stage keys "depth" and "stride" named in `derived_keys`, from these parameters."""
         return {}
+
+    def out_width(self, *, w_in: int, depth: int, stride: int) -> int:
+        """Stage width these parameters give a stage of `depth` blocks on `w_in` channels ("width" derived)."""
+        raise NotImplementedError(f"{type(self).__name__} does not derive the stage width")
 
     def fit(self, *, w_in: int, w_out: int) -> Params:
         """Return a copy adjusted to new channel counts after width scaling (e.g. clamp group widths)."""
@@ -86,11 +96,13 @@ class Params:
         """The dataclass field called `name`."""
         return {f.name: f for f in cls.fields()}[name]
 
-    def to_dict(self, *, full: bool = False) -> dict[str, Any]:
-        """Plain dict of the fields; only the non-default ones unless `full`."""
+    def to_dict(self, *, full: bool = False, hashed: bool = False) -> dict[str, Any]:
+        """Plain dict of the fields; only the non-default ones unless `full`; `hashed`: the content-hash form."""
         out = {}
         for f in self.fields():
             v = getattr(self, f.name)
+            if hashed and f.metadata.get("added") and v == f.default:
+                continue
             if full or v != f.default:
                 out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
@@ -136,10 +148,10 @@ class Params:
                 raise SpecError(f"only applies when {other} is one of {list(allowed)}", key=f.name)
 
     def scaled(self, mult: float, divisor: int) -> Params:
-        """Copy with every channel-count field multiplied by `mult` (rounded to `divisor`)."""
+        """Copy with every channel-count field that applies multiplied by `mult` (rounded to `divisor`)."""
         changes = {}
         for f in self.fields():
-            if f.metadata.get("channels"):
+            if f.metadata.get("channels") and self.applies(f.name):
                 v = getattr(self, f.name)
                 if isinstance(v, tuple):
                     changes[f.name] = tuple(make_divisible(x * mult, divisor) if x else x for x in v)

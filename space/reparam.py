@@ -1,7 +1,8 @@
 """Deploy (re-parameterization) and VanillaNet deep-training protocols, both duck-typed walks over modules.
 
 A module that can fuse itself defines `reparameterize()`; it is then responsible for its whole subtree (it may call
-`deploy` on children it keeps). A module with a deep-training slope defines `set_lambda(lam)`.
+`deploy` on children it keeps). A module whose `training_only` is true (auxiliary classifiers) is removed first:
+its parent's attribute becomes None. A module with a deep-training slope defines `set_lambda(lam)`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ def deploy(model: nn.Module) -> nn.Module:
         raise DeployError(f"deep-training slope lambda is {lam:.4g} < 1: the conv pairs are only mergeable at "
                           "lambda = 1; finish the lambda schedule (or call space.set_lambda(model, 1.0)) first")
     model.eval()
+    drop_training_only(model)
     with torch.no_grad():
         _walk(model)
     if hasattr(model, "deployed"):
@@ -32,6 +34,15 @@ def _walk(module: nn.Module) -> None:
         return
     for child in module.children():
         _walk(child)
+
+
+def drop_training_only(model: nn.Module) -> nn.Module:
+    """Remove, in place, the modules only the training form has (auxiliary classifiers); returns `model`."""
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if getattr(child, "training_only", False):
+                setattr(module, name, None)
+    return model
 
 
 def set_lambda(model: nn.Module, lam: float) -> int:

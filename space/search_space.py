@@ -361,17 +361,18 @@ class Space:
         if arch is not None and len(arch["stages"]) != count:
             raise NotInSpaceError(f"the architecture has {len(arch['stages'])} stages, the pattern {count}",
                                   key="stages")
-        stages = []
+        stages, w_in = [], out["stem"]["width"]
         for i in range(count):
             stage = self._component(self.stages, f"s{i}", pick, get, ("stages", i), i,
-                                    fixed={"depth": pattern[i]} if pattern else None)
+                                    fixed={"depth": pattern[i]} if pattern else None, w_in=w_in)
             stages.append(stage)
+            w_in = stage["width"]
         out["stages"] = stages
         out["head"] = self._component(self.head, "head", pick, get, ("head",), None)
         return out
 
     def _component(self, comp: ComponentSpace, prefix: str, pick: Picker, get: Callable, path: tuple,
-                   index: int | None, fixed: dict | None = None) -> dict:
+                   index: int | None, fixed: dict | None = None, w_in: int = 0) -> dict:
         family = pick(f"{prefix}.{comp.type_key}", comp.types, get(*path, comp.type_key))
         fam = comp.families[family]
         out: dict[str, Any] = {comp.type_key: family}
@@ -400,7 +401,10 @@ class Space:
                 values[f.name] = pick(name, dom, get(*path, f.name))
         out.update({k: list(v) if isinstance(v, tuple) else v for k, v in values.items()})
         if fam.params.derived_keys:
-            out.update(fam.params(**values).derived())
+            params = fam.params(**values)
+            out.update(params.derived())
+            if "width" in fam.params.derived_keys:  # concatenating families: the width follows from the parts
+                out["width"] = params.out_width(w_in=w_in, depth=out["depth"], stride=out["stride"])
         return out
 
     # -- public API -------------------------------------------------------------------------------------------------

@@ -20,9 +20,11 @@ class ConvStemParams(Params):
     kernel: int = param(3, min=1, max=11, doc="conv kernel size")
     stride: int = param(2, min=1, max=8, doc="conv stride")
     padding: int = param(-1, min=-1, doc="conv padding; -1 for (kernel-1)//2")
-    norm: str = param("batchnorm", choices=norm_names)
-    act: str = param("relu", choices=act_names)
-    bias: bool = param(False, doc="conv bias (forced on when norm is none)")
+    preact: bool = param(False, added=True, doc="a bare conv (no norm, act or bias): pre-activation nets (ResNetV2), "
+                         "whose first block normalizes")
+    norm: str = param("batchnorm", choices=norm_names, when=("preact", (False,)))
+    act: str = param("relu", choices=act_names, when=("preact", (False,)))
+    bias: bool = param(False, when=("preact", (False,)), doc="conv bias (forced on when norm is none)")
     pool: str = param("none", choices=("none", "max"), doc="pooling after the conv")
     pool_kernel: int = param(3, min=1, max=7, when=("pool", ("max",)))
     pool_stride: int = param(2, min=1, max=4, when=("pool", ("max",)))
@@ -41,10 +43,11 @@ class ConvStemParams(Params):
 
 @register_family("stem", "conv", ConvStemParams)
 def conv_stem(in_chans: int, stem: Stem, ctx: BuildContext) -> nn.Module:
-    """Conv → norm → act (→ max pool)."""
+    """Conv → norm → act (→ max pool); a bare conv when pre-activated."""
     p: ConvStemParams = stem.params
+    norm, act = ("none", "none") if p.preact else (p.norm, p.act)
     layers = [ConvNormAct(in_chans, stem.width, p.kernel, p.stride, padding=None if p.padding < 0 else p.padding,
-                          norm=p.norm, act=p.act, bias=p.bias or p.norm == "none", eps=p.norm_eps)]
+                          norm=norm, act=act, bias=not p.preact and (p.bias or p.norm == "none"), eps=p.norm_eps)]
     if p.pool == "max":
         pad = (p.pool_kernel - 1) // 2 if p.pool_padding < 0 else p.pool_padding
         layers.append(nn.MaxPool2d(p.pool_kernel, p.pool_stride, padding=pad))

@@ -2,8 +2,10 @@
 
 from space.blocks import (
     convnext,  # noqa: F401
+    densenet,  # noqa: F401
     gghost,  # noqa: F401
     ghost,  # noqa: F401
+    inception,  # noqa: F401
     mbconv,  # noqa: F401
     parnet,  # noqa: F401
     plain,  # noqa: F401

@@ -1,7 +1,10 @@
 """Residual blocks: basic (two k×k convs) and bottleneck (1x1 → grouped k×k → 1x1), with SE and shortcut choices.
 
 The bottleneck with `group_width` is also the RegNet X block (bottleneck multiplier 1) and, with `groups`, the
-ResNeXt block. Named points: ResNet-18/34/50/101/152, ResNeXt-50/101, Wide ResNet-50/101.
+ResNeXt block. `order: pre` makes either a pre-activation block ("identity mappings", ResNetV2): norm → act → conv
+inside the branch, nothing after the add, a projecting shortcut fed the pre-activated input; such a network ends
+in the head's `prenorm`. Named points: ResNet-18/34/50/101/152, ResNeXt-50/101, Wide ResNet-50/101, ResNetV2-50/101/
+152 (timm).
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from torch import nn
 from space.arch import Arch, Stage
 from space.builder import BuildContext, sequential_stage
 from space.errors import SpecError
-from space.layers import ConvNormAct, DropPath, SqueezeExcite, act_names, make_act, norm_names
+from space.layers import ConvNormAct, DropPath, SqueezeExcite, act_names, make_act, make_norm, norm_names
 from space.params import Params, param, register_family
 from space.zoo import register_model
 
 SHORTCUTS = ("projection", "avgpool", "none")
+ORDERS = ("post", "pre")
+ORDER_DOC = "post: conv → norm → act (ResNet); pre: norm → act → conv (ResNetV2)"
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class BasicParams(Params):
     norm: str = param("batchnorm", choices=norm_names)
     se: float = param(0.0, min=0.0, max=1.0, doc="squeeze-excitation ratio of the block width; 0: none")
     shortcut: str = param("projection", choices=SHORTCUTS, doc="none: a plain (shortcut-free) block")
+    order: str = param("post", choices=ORDERS, added=True, doc=ORDER_DOC)
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,7 @@ class BottleneckParams(Params):
     norm: str = param("batchnorm", choices=norm_names)
     se: float = param(0.0, min=0.0, max=1.0, doc="squeeze-excitation ratio of the block input width; 0: none")
     shortcut: str = param("projection", choices=SHORTCUTS)
+    order: str = param("post", choices=ORDERS, added=True, doc=ORDER_DOC)
 
     def mid(self, w_out: int) -> int:
         """Width of the k×k conv."""
@@ -78,12 +85,16 @@ class BottleneckParams(Params):
 
 
 def make_shortcut(w_in: int, w_out: int, stride: int, kind: str, norm: str) -> nn.Module | None:
-    """Identity (None) when shapes match, else a projection: 1x1 strided conv + norm, or avgpool + 1x1 + norm."""
+    """Identity when shapes match, else a projection: 1x1 strided conv + norm, or avgpool + 1x1 + norm; None: none.
+
+    `norm` 'none' (pre-activation blocks, whose projection reads normalized input) gives a bare conv without bias.
+    """
     if kind == "none":
         return None
     if w_in == w_out and stride == 1:
         return nn.Identity()
-    conv = ConvNormAct(w_in, w_out, 1, stride if kind == "projection" else 1, norm=norm, act="none")
+    conv = ConvNormAct(w_in, w_out, 1, stride if kind == "projection" else 1, norm=norm, act="none",
+                       bias=False if norm == "none" else None)
     if kind == "avgpool" and stride > 1:
         return nn.Sequential(nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False), conv)
     return conv
@@ -106,30 +117,64 @@ class ResidualBlock(nn.Module):
         return self.act(out)
 
 
+class PreActBlock(nn.Module):
+    """norm → act → branch, + the input (identity) or a projection of the normalized input; no act after the add."""
+
+    def __init__(self, pre: nn.Sequential, branch: nn.Sequential, shortcut: nn.Module | None, drop_path: float):
+        super().__init__()
+        self.pre = pre
+        self.branch = branch
+        self.shortcut = shortcut
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self.pre(x)
+        out = self.branch(pre)
+        if self.shortcut is None:
+            return out
+        return self.drop_path(out) + (x if isinstance(self.shortcut, nn.Identity) else self.shortcut(pre))
+
+
+def last_conv(w_in: int, w_out: int, kernel: int, p: BasicParams | BottleneckParams) -> ConvNormAct:
+    """The branch's last conv: conv → norm (post-activation), or a bare conv (pre-activation: a norm follows later)."""
+    if p.order == "pre":
+        return ConvNormAct(w_in, w_out, kernel, norm="none", act="none", bias=False)
+    return ConvNormAct(w_in, w_out, kernel, norm=p.norm, act="none")
+
+
+def residual_block(w_in: int, w_out: int, stride: int, branch: nn.Sequential, p: BasicParams | BottleneckParams,
+                   drop_path: float) -> nn.Module:
+    """The branch with its shortcut: post-activation (act after the add) or pre-activation (norm → act first)."""
+    if p.order == "pre":
+        pre = nn.Sequential(make_norm(p.norm, w_in), make_act(p.act, w_in, n=p.act_n))
+        return PreActBlock(pre, branch, make_shortcut(w_in, w_out, stride, p.shortcut, "none"), drop_path)
+    return ResidualBlock(branch, make_shortcut(w_in, w_out, stride, p.shortcut, p.norm),
+                         make_act(p.act, w_out, n=p.act_n), drop_path)
+
+
 def _se(channels: int, w_ref: int, ratio: float) -> list[nn.Module]:
     return [SqueezeExcite(channels, max(1, int(round(w_ref * ratio))))] if ratio > 0 else []
 
 
 @register_family("block", "basic", BasicParams)
 def basic_stage(w_in: int, stage: Stage, ctx: BuildContext) -> nn.Module:
-    """ResNet basic blocks: conv-norm-act, conv-norm (SE), + shortcut, act."""
+    """ResNet basic blocks: conv-norm-act, conv-norm (SE), + shortcut, act; or their pre-activation form."""
     p: BasicParams = stage.params
 
     def block(w_in: int, w_out: int, stride: int, i: int) -> nn.Module:
         branch = nn.Sequential(
             ConvNormAct(w_in, w_out, p.kernel, stride, norm=p.norm, act=p.act, act_n=p.act_n),
-            ConvNormAct(w_out, w_out, p.kernel, norm=p.norm, act="none"),
+            last_conv(w_out, w_out, p.kernel, p),
             *_se(w_out, w_in, p.se),
         )
-        return ResidualBlock(branch, make_shortcut(w_in, w_out, stride, p.shortcut, p.norm),
-                             make_act(p.act, w_out, n=p.act_n), ctx.drop_path(i))
+        return residual_block(w_in, w_out, stride, branch, p, ctx.drop_path(i))
 
     return sequential_stage(w_in, stage, ctx, block)
 
 
 @register_family("block", "bottleneck", BottleneckParams)
 def bottleneck_stage(w_in: int, stage: Stage, ctx: BuildContext) -> nn.Module:
-    """Bottleneck blocks: 1x1 reduce, grouped k×k (stride), (SE), 1x1 expand, + shortcut, act."""
+    """Bottleneck blocks: 1x1 reduce, grouped k×k (stride), (SE), 1x1 expand, + shortcut, act; or pre-activation."""
     p: BottleneckParams = stage.params
 
     def block(w_in: int, w_out: int, stride: int, i: int) -> nn.Module:
@@ -139,22 +184,25 @@ def bottleneck_stage(w_in: int, stage: Stage, ctx: BuildContext) -> nn.Module:
             ConvNormAct(mid, mid, p.kernel, stride, groups=p.num_groups(w_out), norm=p.norm, act=p.act,
                         act_n=p.act_n),
             *_se(mid, w_in, p.se),
-            ConvNormAct(mid, w_out, 1, norm=p.norm, act="none"),
+            last_conv(mid, w_out, 1, p),
         )
-        return ResidualBlock(branch, make_shortcut(w_in, w_out, stride, p.shortcut, p.norm),
-                             make_act(p.act, w_out, n=p.act_n), ctx.drop_path(i))
+        return residual_block(w_in, w_out, stride, branch, p, ctx.drop_path(i))
 
     return sequential_stage(w_in, stage, ctx, block)
 
 
 def init_residual(model: nn.Module) -> None:
-    """Zero the last norm's scale in each residual branch (standard ResNet practice) — used by trainers."""
+    """Zero each residual branch's last norm scale (its last conv in pre-activation blocks) — used by trainers."""
     for m in model.modules():
         if isinstance(m, ResidualBlock) and m.shortcut is not None:
             last = m.branch[-1]
             bn = getattr(last, "bn", None)
             if isinstance(bn, nn.BatchNorm2d):
                 nn.init.zeros_(bn.weight)
+        elif isinstance(m, PreActBlock) and m.shortcut is not None:
+            last = m.branch[-1]
+            if isinstance(last, ConvNormAct):
+                nn.init.zeros_(last.conv.weight)
 
 
 # -- named points ---------------------------------------------------------------------------------------------------
@@ -216,3 +264,32 @@ def wide_resnet50_2() -> Arch:
     """Wide ResNet-50-2: twice the mid width."""
     return resnet((3, 4, 6, 3), block="bottleneck", expansion=4, bot_mul=0.5)
 
+
+# -- pre-activation named points (timm's ResNetV2: bare 7x7 stem conv, pre-activation bottlenecks, final norm) -------
+PREACT_STEM = {**RESNET_STEM, "preact": True}
+RESNETV2_PAPER = "He et al. 2016, Identity Mappings in Deep Residual Networks"
+
+
+def resnetv2(depths: tuple[int, ...]) -> Arch:
+    """A timm ResNetV2: pre-activation bottleneck stages, the final norm → act and a 1x1-conv classifier in the head."""
+    arch = resnet(depths, block="bottleneck", expansion=4, order="pre")
+    return Arch.from_dict({**arch.to_dict(), "stem": PREACT_STEM,
+                           "head": {"type": "classifier", "prenorm": "batchnorm", "conv_fc": True}})
+
+
+@register_model("resnetv2_50", "resnet", paper=RESNETV2_PAPER)
+def resnetv2_50() -> Arch:
+    """ResNetV2-50 (timm)."""
+    return resnetv2((3, 4, 6, 3))
+
+
+@register_model("resnetv2_101", "resnet", paper=RESNETV2_PAPER)
+def resnetv2_101() -> Arch:
+    """ResNetV2-101 (timm)."""
+    return resnetv2((3, 4, 23, 3))
+
+
+@register_model("resnetv2_152", "resnet", paper=RESNETV2_PAPER)
+def resnetv2_152() -> Arch:
+    """ResNetV2-152 (timm)."""
+    return resnetv2((3, 8, 36, 3))

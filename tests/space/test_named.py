@@ -9,7 +9,8 @@ import torch
 
 import space
 from evaluators.cost import count_macs
-from space import Arch, count_params, create_model, list_models
+from space import MODELS, Arch, count_params, create_model, list_models
+from space.reparam import drop_training_only
 from tests.conftest import load_golden
 
 NAMES = list_models()
@@ -36,6 +37,10 @@ def test_matches_published(name: str) -> None:
         assert shape_multiset(model) == ref["shapes"]
     macs = count_macs(model, ref.get("input", 224))
     assert macs == pytest.approx(ref["macs"], rel=0.005)
+    if "params_noaux" in ref:  # the reference built without its auxiliary classifiers (and unfused)
+        bare = drop_training_only(create_model(name))
+        assert count_params(bare) == ref["params_noaux"]
+        assert shape_multiset(bare) == ref["shapes_noaux"]
     if "params_deploy" in ref:
         dep = space.deploy(model)
         assert count_params(dep) == ref["params_deploy"]
@@ -48,10 +53,11 @@ def test_matches_published(name: str) -> None:
 def test_forward_backward_small(name: str) -> None:
     torch.manual_seed(0)
     model = create_model(name, num_classes=7, width_mult=0.25)
-    x = torch.randn(2, 3, 64, 64)
-    out = model(x)
-    assert out.shape == (2, 7)
-    out.square().mean().backward()
+    size = 64 if MODELS.get(name).default_input <= 224 else 96  # Inception-v3's unpadded convs need more than 64
+    x = torch.randn(2, 3, size, size)
+    out, aux = model.forward_train(x)
+    assert out.shape == (2, 7) and all(a.shape == (2, 7) for _, a in aux)
+    (out.square().mean() + sum(w * a.square().mean() for w, a in aux)).backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None for g in grads)
     feats = model.forward_features(x)
