@@ -91,18 +91,39 @@ def _columns(acc: Sequence[float] | Sequence[Sequence[float]] | np.ndarray) -> n
 
 def kendall(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
     """Kendall tau-b between `x` and `y` (ties allowed); NaN when either is constant or there are < 2 points."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return math.nan
-    return float(stats.kendalltau(x, y).statistic)
+    return float(_kendall_rows(np.asarray(x, dtype=float)[None], np.asarray(y, dtype=float)[None])[0])
 
 
 def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
-    """Spearman rho between `x` and `y`; NaN when either is constant or there are < 2 points."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return math.nan
-    return float(stats.spearmanr(x, y).statistic)
+    """Spearman rho between `x` and `y` (average ranks for ties); NaN when either is constant or < 2 points."""
+    return float(_spearman_rows(np.asarray(x, dtype=float)[None], np.asarray(y, dtype=float)[None])[0])
+
+
+def _kendall_rows(x: np.ndarray, y: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Kendall tau-b of each row pair of two m×k arrays, vectorized (the bootstrap computes thousands)."""
+    i, j = np.triu_indices(x.shape[1], 1)
+    out = np.empty(len(x))
+    for s in range(0, len(x), chunk):
+        sx = np.sign(x[s:s + chunk, i] - x[s:s + chunk, j])
+        sy = np.sign(y[s:s + chunk, i] - y[s:s + chunk, j])
+        den = np.sqrt(np.abs(sx).sum(1) * np.abs(sy).sum(1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[s:s + chunk] = np.where(den > 0, (sx * sy).sum(1) / den, np.nan)
+    return out
+
+
+def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman rho of each row pair of two m×k arrays: the Pearson correlation of their average ranks."""
+    rx = stats.rankdata(x, axis=1)
+    ry = stats.rankdata(y, axis=1)
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    den = np.sqrt((rx * rx).sum(1) * (ry * ry).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (rx * ry).sum(1) / den, np.nan)
+
+
+_ROWS = {kendall: _kendall_rows, spearman: _spearman_rows}
 
 
 def bootstrap(stat: Callable[[np.ndarray, np.ndarray], float], x: Sequence[float] | np.ndarray,
@@ -117,8 +138,9 @@ def bootstrap(stat: Callable[[np.ndarray, np.ndarray], float], x: Sequence[float
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     value = stat(x, y)
-    rng = np.random.default_rng(seed)
-    draws = np.array([stat(x[i], y[i]) for i in rng.integers(0, len(x), size=(n, len(x)))])
+    idx = np.random.default_rng(seed).integers(0, len(x), size=(n, len(x)))
+    rows = _ROWS.get(stat)
+    draws = rows(x[idx], y[idx]) if rows else np.array([stat(x[i], y[i]) for i in idx])
     draws = draws[~np.isnan(draws)]
     if math.isnan(value) or len(draws) == 0:
         return Interval(value, math.nan, math.nan, level)

