@@ -187,6 +187,7 @@ def run_repeats(study: Study, ostudy: optuna.Study, trials: list[FrozenTrial], s
     Each result is stored as soon as it arrives. A repeat that fails is reported and left missing (run again to
     retry).
     """
+    from nas.notes import refresh_arch_notes
     from nas.search import _concurrency, _ray
     from nas.trial import Job
 
@@ -222,6 +223,10 @@ def run_repeats(study: Study, ostudy: optuna.Study, trials: list[FrozenTrial], s
             record["trial"] = t.number
             ostudy.set_user_attr(f"{PREFIX}{t.user_attrs['hash']}:{k}", json.loads(json.dumps(record)))
             done += 1
+            try:  # the dashboard notes of the architecture's trials show the new spread
+                refresh_arch_notes(ostudy, study, t.user_attrs["hash"])
+            except Exception as e:
+                log(f"  #{t.number:<4d} cannot rewrite the dashboard note: {type(e).__name__}: {e}")
             log(f"  #{t.number:<4d} repeat {k}: accuracy {record['accuracy']:.4f} (seed {record['seed']}, "
                 f"{record['seconds']:.1f} s)")
     return done

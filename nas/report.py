@@ -4,10 +4,16 @@ The report only reads the study's storage, so it can run while `nas search` is s
 queued trials are listed as such), and on a study with no completed trial (it says so). Files, in
 `<study dir>/<study name>_report/`:
 
-    trials.csv   one row per trial: state, named tag, objectives, costs, feasibility, front membership, hash
+    trials.csv   one row per trial: state, named tag, objectives (accuracy: the mean over seeds, with their spread),
+                 costs, the accuracy of a pruned trial when it was stopped (its own column), feasibility, front, hash
     pareto.png   accuracy vs latency (or the study's first two objectives): the front highlighted, named points
-                 labelled, infeasible and pruned trials drawn apart; the labels are also in the PNG's text chunks
-    summary.md   budget used, trials by state, the front as a table, where each named point stands
+                 labelled (labels placed so none overprints another), infeasible and pruned trials drawn apart, and
+                 under the title the conditions of each axis; the labels are also in the PNG's text chunks
+    summary.md   the conditions (target, proxy, validation size and accuracy resolution), budget used, trials by
+                 state, the front as a table, where each named point stands
+
+The study file must still be the one the study was searched with (its settings' fingerprint): the constraint drawn
+and the conditions stated are the study file's, so a report of an edited study file is refused, like `nas search`.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import datetime as dt
 import json
 import math
 import re
+import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,21 +31,25 @@ from typing import Any
 import optuna
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.text import Annotation
-from matplotlib.transforms import offset_copy
+from matplotlib.text import Annotation, Text
+from matplotlib.transforms import Bbox
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.fileio import atomic_write
 from nas.format import human
+from nas.notes import accuracy_step
 from nas.study import METRICS, Study
 from space.errors import NasError
 
 STATES = ("complete", "infeasible", "pruned", "failed", "interrupted", "running", "waiting")
+DUPLICATE = "duplicate"  # the summary's row for trials that reused an earlier trial's result
 # Metrics recorded on trials besides the objectives, in table order.
 EXTRA_METRICS = ("accuracy", "latency_ms", "params", "macs", "activations", "synflow", "naswot", "snip")
 LABELS_KEY = "nas:labels"  # PNG text chunk: JSON list of the names labelled in the plot
 AXIS_LABELS = {"accuracy": "validation top-1 accuracy",
                "latency_ms": "latency (ms per batch, deploy form)"}
+LABEL_OFFSETS = [(r * dx, r * dy) for r in (7, 14, 24, 36, 50, 66, 84) for dx, dy in
+                 ((1, -1), (1, 1), (-1, 1), (-1, -1), (1, 0), (0, 1), (-1, 0), (0, -1))]  # points, nearest first
 
 
 @dataclass
@@ -63,6 +74,7 @@ def load_results(study: Study) -> optuna.Study:
     if study.storage.startswith("sqlite:///") and not Path(study.storage[len("sqlite:///"):]).is_file():
         raise NasError(f"{study.source}: no results yet (no database {study.storage[len('sqlite:///'):]}); {hint}")
     from nas.search import storage_of
+    from nas.storage import _check_same
 
     storage = storage_of(study)
     try:
@@ -72,7 +84,10 @@ def load_results(study: Study) -> optuna.Study:
     if study.name not in names:
         raise NasError(f"{study.source}: no study '{study.name}' in {study.storage} (it holds "
                        f"{', '.join(sorted(names)) or 'none'}); {hint}")
-    return optuna.load_study(study_name=study.name, storage=storage)
+    ostudy = optuna.load_study(study_name=study.name, storage=storage)
+    _check_same(study, ostudy, fix="restore the settings it was searched with to report it (its trials were judged "
+                                   "by them), or search the edited file under another name")
+    return ostudy
 
 
 def state_of(t: FrozenTrial) -> str:
@@ -83,6 +98,9 @@ def state_of(t: FrozenTrial) -> str:
         return "interrupted" if t.user_attrs.get("interrupted") else "failed"
     if t.state == TrialState.PRUNED and t.user_attrs.get("status") == "infeasible":
         return "infeasible"  # stopped before training by a constraint (stored PRUNED, no invented accuracy)
+    if t.state == TrialState.PRUNED and t.user_attrs.get("status") == "duplicate":
+        # An architecture evaluated before (stored PRUNED so the dashboard lists it once): what its original was.
+        return "complete" if t.user_attrs.get("feasible", True) else "infeasible"
     return {TrialState.PRUNED: "pruned", TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}[t.state]
 
 
@@ -105,28 +123,55 @@ def front_numbers(ostudy: optuna.Study) -> list[int]:
 
 # -- the table --------------------------------------------------------------------------------------------------------
 def trials_table(study: Study, ostudy: optuna.Study) -> pd.DataFrame:
-    """One row per trial: state, named tag, objectives, other metrics, feasibility, front, epochs, hash, reason."""
+    """One row per trial: state, named tag, objectives, other metrics, feasibility, front, epochs, hash, reason.
+
+    `accuracy` is a final accuracy only: the mean over the architecture's seeds where repeats exist (`accuracy_std`,
+    `seeds`); a trial stopped early by ASHA has its accuracy at that epoch in `accuracy_at_stop` instead.
+    """
+    from nas.repeats import spread_of, stored
+
     names = study.metric_names
     on_front = set(front_numbers(ostudy))
     metrics = [*names, *(m for m in EXTRA_METRICS if m not in names)]
+    trials = ostudy.get_trials(deepcopy=False)
+    repeats = stored(ostudy)
+    spreads = {t.user_attrs.get("hash"): spread_of(t, repeats) for t in trials
+               if "duplicate_of" not in t.user_attrs and spread_of(t, repeats) is not None}
     rows = []
-    for t in ostudy.get_trials(deepcopy=False):
+    for t in trials:
         a = t.user_attrs
-        row: dict[str, Any] = {"trial": t.number, "state": state_of(t), "named": a.get("named", "")}
+        state = state_of(t)
+        row: dict[str, Any] = {"trial": t.number, "state": state, "named": a.get("named", "")}
         row.update({m: metric_value(t, m, names) for m in metrics})
-        row.update(feasible=a.get("feasible") if t.state == TrialState.COMPLETE else None,
+        row["accuracy_at_stop"] = row.pop("accuracy") if state == "pruned" else None
+        spread = spreads.get(a.get("hash")) if row.get("accuracy") is not None else None
+        if spread is not None and spread.n > 1:
+            row.update(accuracy=spread.mean, accuracy_std=spread.std, seeds=spread.n)
+        row.update(feasible=a.get("feasible", state == "complete") if state in ("complete", "infeasible") else None,
                    pareto=t.number in on_front, epochs=a.get("epochs"), planned_epochs=a.get("planned_epochs"),
-                   seconds=a.get("seconds"), hash=a.get("hash", ""), duplicate_of=a.get("duplicate_of"),
+                   seconds=a.get("seconds"), val_images=a.get("val_images"), fingerprint=a.get("fingerprint"),
+                   hash=a.get("hash", ""),
+                   duplicate_of=a.get("duplicate_of"),
                    reason=a.get("fail_reason") or a.get("infeasible") or "",
                    started=_iso(t.datetime_start), finished=_iso(t.datetime_complete))
         rows.append(row)
-    columns = ["trial", "state", "named", *metrics, "feasible", "pareto", "epochs", "planned_epochs", "seconds",
-               "hash", "duplicate_of", "reason", "started", "finished"]
+    columns = ["trial", "state", "named", *metrics, "accuracy_std", "seeds", "accuracy_at_stop", "feasible", "pareto",
+               "epochs", "planned_epochs", "seconds", "val_images", "fingerprint", "hash", "duplicate_of", "reason",
+               "started", "finished"]
     df = pd.DataFrame(rows, columns=columns)
-    for col in ("epochs", "planned_epochs", "duplicate_of", "params", "macs", "activations"):
+    for col in ("epochs", "planned_epochs", "duplicate_of", "params", "macs", "activations", "seeds", "val_images"):
         df[col] = df[col].astype("Int64")  # counts stay integers next to the blanks of unfinished trials
-    # Metrics no trial has (zero-cost scores of a study that does not use them) are left out.
-    return df.drop(columns=[m for m in metrics if m not in names and df[m].isna().all()])
+    for col in ("accuracy_std", "accuracy_at_stop"):
+        df[col] = df[col].astype(float)
+    # Metrics no trial has (zero-cost scores of a study that does not use them) are left out, and so are the seed and
+    # stop columns of a study without repeats or pruning.
+    optional = [m for m in metrics if m not in names] + ["accuracy_std", "seeds", "accuracy_at_stop"]
+    return df.drop(columns=[m for m in optional if df[m].isna().all()])
+
+
+def is_duplicate(t: FrozenTrial) -> bool:
+    """Whether `t` reused the result of an earlier trial of the same architecture."""
+    return "duplicate_of" in t.user_attrs
 
 
 def _iso(when: dt.datetime | None) -> str:
@@ -151,71 +196,182 @@ def plot_axes(study: Study, df: pd.DataFrame) -> tuple[str, str]:
     return x, y
 
 
+def validation_images(df: pd.DataFrame) -> int | None:
+    """The validation set size the trials' accuracies were measured on (the most common, if they differ)."""
+    if "val_images" not in df or not df["val_images"].notna().any():
+        return None
+    return int(df["val_images"].dropna().mode().iloc[0])
+
+
+def conditions(study: Study, df: pd.DataFrame) -> dict[str, str]:
+    """What each figure is of: {'accuracy': proxy, fidelity, validation size and resolution, 'cost': target, timing}."""
+    ev = study.evaluator
+    val = validation_images(df)
+    acc = f"accuracy of the proxy — {ev.describe_proxy()}"
+    if val:
+        acc += f"; {val} validation images, so {accuracy_step(val)} ({1 / val:.4f} in accuracy)"
+    timing = ", ".join(f"{k} {v}" for k, v in sorted(ev.latency.items())
+                       if k not in ("device", "batch_size", "threads", "backend"))
+    cost = (f"latency, params and MACs of the target — {ev.describe_target()}, deploy form"
+            + (f" ({timing})" if timing else ""))
+    return {"accuracy": acc, "cost": cost}
+
+
 def plot_front(study: Study, df: pd.DataFrame) -> Figure:
-    """The Pareto plot: front highlighted, named points labelled, infeasible and pruned trials drawn apart."""
+    """The Pareto plot: front highlighted, named points labelled, infeasible and pruned trials drawn apart.
+
+    Every legend count is the number of such trials in the summary's tables (duplicates, which repeat an earlier
+    trial's point, are left out of both); trials that lack a plotted figure are counted as 'not plotted'.
+    """
     x, y = plot_axes(study, df)
-    fig = Figure(figsize=(8, 5.5), dpi=110, layout="constrained")
+    fig = Figure(figsize=(10, 6.2), dpi=110, layout="constrained")
     ax = fig.add_subplot()
-    rows = df[df["duplicate_of"].isna()].astype({x: float, y: float})  # a duplicate repeats its original's point
+    rows = df[df["duplicate_of"].isna()].astype({x: float, y: float})
     has_xy = rows[x].notna() & rows[y].notna()
-    complete = rows[(rows["state"] == "complete") & has_xy]
+    complete_all = rows[rows["state"] == "complete"]
+    complete = complete_all[has_xy[complete_all.index]]
     front = complete[complete["pareto"]].sort_values(x)
-    others = complete[~complete["pareto"]]
-    pruned = rows[(rows["state"] == "pruned") & has_xy]
+    others_all = complete_all[~complete_all["pareto"]]
+    others = others_all[has_xy[others_all.index]]
+    stop_y = "accuracy_at_stop" if y == "accuracy" and "accuracy_at_stop" in rows else y
+    pruned_all = rows[rows["state"] == "pruned"].astype({stop_y: float})
+    pruned = pruned_all[pruned_all[x].notna() & pruned_all[stop_y].notna()]
     infeasible = rows[rows["state"] == "infeasible"]
-    measured_bad, untrained = infeasible[infeasible[x].notna() & infeasible[y].notna()], infeasible[
-        infeasible[x].notna() & infeasible[y].isna()]
-    ax.scatter(others[x], others[y], s=22, color="tab:blue", alpha=0.7, label=_legend("complete", others), zorder=3)
-    ax.scatter(pruned[x], pruned[y], s=26, facecolors="none", edgecolors="tab:gray",
-               label=_legend("pruned: accuracy when stopped", pruned), zorder=2)
+    measured_bad = infeasible[infeasible[x].notna() & infeasible[y].notna()]
+    untrained = infeasible[infeasible[x].notna() & infeasible[y].isna()]
+    spread = y == "accuracy" and "accuracy_std" in rows
+    ax.errorbar(others[x], others[y], yerr=others["accuracy_std"].fillna(0.0) if spread else None, fmt="o", ms=4.5,
+                color="tab:blue", alpha=0.7, elinewidth=0.8, zorder=3,
+                label=_legend("complete, not on the front", others, len(others_all)))
+    ax.scatter(pruned[x], pruned[stop_y], s=26, facecolors="none", edgecolors="tab:gray",
+               label=_legend("pruned: accuracy when stopped", pruned, len(pruned_all)), zorder=2)
     ax.scatter(measured_bad[x], measured_bad[y], s=30, marker="x", color="tab:red", alpha=0.8,
-               label=_legend("infeasible", measured_bad), zorder=2)
+               label=_legend("infeasible, trained", measured_bad, len(infeasible) - len(untrained)), zorder=2)
     if len(untrained):
         # Untrained infeasible trials have no accuracy: a rug along the bottom shows where they fell on x.
         ax.scatter(untrained[x], [0.0] * len(untrained), marker="|", s=160, color="tab:red",
                    transform=ax.get_xaxis_transform(), clip_on=False,
-                   label=_legend("infeasible, not trained", untrained), zorder=2)
+                   label=_legend("infeasible, not trained", untrained, len(untrained)), zorder=2)
         ax.dataLim.update_from_data_x(untrained[x].to_numpy(dtype=float), ignore=False)
         ax.autoscale_view()
     if len(front):
         ax.step(front[x], front[y], where="post" if _maximize(study, y) != _maximize(study, x) else "pre",
                 color="tab:orange", linewidth=1.5, zorder=4)
+        if spread:
+            ax.errorbar(front[x], front[y], yerr=front["accuracy_std"].fillna(0.0), fmt="none", ecolor="tab:orange",
+                        elinewidth=1.0, zorder=4)
         ax.scatter(front[x], front[y], s=70, color="tab:orange", edgecolors="black", linewidths=0.6,
-                   label=_legend("Pareto front", front), zorder=5)
-        beside = offset_copy(ax.transData, fig=fig, x=5, y=-5, units="points")
-        for _, row in front.iterrows():  # trial numbers, for `nas export --trial N`
-            ax.text(row[x], row[y], f"#{int(row['trial'])}", fontsize=7, color="tab:orange", ha="left", va="top",
-                    transform=beside, zorder=5)
+                   label=_legend("Pareto front", front, int(complete_all["pareto"].sum())), zorder=5)
     for c in study.constraints:
         for bound in (c.max, c.min):
             if bound is not None and c.metric in (x, y):
                 line = ax.axvline if c.metric == x else ax.axhline
                 line(bound, color="tab:red", linestyle="--", linewidth=1, label=f"constraint {c.describe()}")
-    _label_named(ax, rows[has_xy & (rows["named"] != "")], x, y)
+    named = rows[has_xy & (rows["named"] != "")]
+    if len(named):
+        ax.scatter(named[x], named[y], s=90, marker="*", color="black", label="named architecture", zorder=6)
     total = len(df)
     if not len(complete) and not len(pruned) and not len(measured_bad):
         ax.text(0.5, 0.5, f"no completed trial yet ({total} trial(s) in the study)", ha="center", va="center",
                 transform=ax.transAxes, color="tab:gray")
     else:
         _log_scale_if_spread(ax, rows[x].dropna(), "x")
-        ax.legend(loc="best", fontsize=8, framealpha=0.85)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, framealpha=0.85, borderaxespad=0.0)
     ax.set_xlabel(axis_label(study, x))
     ax.set_ylabel(axis_label(study, y))
     running = int((df["state"] == "running").sum())
-    ax.set_title(f"{study.name}: {total} trials, {len(front)} on the Pareto front"
+    duplicates = int(df["duplicate_of"].notna().sum())
+    fig.suptitle(f"{study.name}: {total} trials, {len(front)} on the Pareto front"
+                 + (f", {duplicates} duplicate(s) not drawn" if duplicates else "")
                  + (f" — search running ({running} trial(s) in progress)" if running else ""), fontsize=10)
+    cond = conditions(study, df)
+    ax.set_title(fill(cond["accuracy"], 140) + "\n" + fill(cond["cost"], 140), fontsize=7, loc="left", color="0.25")
     ax.grid(True, alpha=0.3)
+    labels = [(row[x], row[y], f"#{int(row['trial'])}", "front") for _, row in front.iterrows()]
+    labels += [(row[x], row[y], str(row["named"]), "named") for _, row in named.iterrows()]
+    place_labels(fig, ax, labels)
     return fig
 
 
-def figure_labels(fig: Figure) -> list[str]:
-    """The names the plot labels (its annotations), in order."""
-    return [t.get_text() for ax in fig.axes for t in ax.texts if isinstance(t, Annotation)]
+def fill(text: str, width: int) -> str:
+    """`text` wrapped at `width` characters."""
+    return "\n".join(textwrap.wrap(text, width))
 
 
-def _legend(label: str, rows: pd.DataFrame) -> str:
-    """'label (n)'; empty groups stay out of the legend."""
-    return f"{label} ({len(rows)})" if len(rows) else f"_{label}"
+def place_labels(fig: Figure, ax: Any, labels: list[tuple[float, float, str, str]]) -> None:
+    """Annotate points so that no label overprints another label, another labelled point or the axes' edge.
+
+    Greedy: each label (front trial numbers first, then named points) takes the nearest of rings of offsets whose box
+    lies inside the axes and overlaps nothing placed; a label set apart from its point gets a leader line. The layout
+    is computed first and then frozen, so the boxes measured here are the boxes drawn.
+    """
+    fig.draw_without_rendering()  # constrained layout settles the axes before label boxes are measured
+    fig.set_layout_engine("none")
+    renderer = fig._get_renderer()
+    inside = ax.get_window_extent(renderer)
+    centres = [ax.transData.transform((px, py)) for px, py, _, _ in labels]
+    half = 7 * fig.dpi / 72  # a marker's half width (front points and stars are about 14 points wide)
+    points = [Bbox.from_bounds(cx - half, cy - half, 2 * half, 2 * half) for cx, cy in centres]
+    placed: list[Bbox] = []
+    for i, (px, py, text, kind) in enumerate(labels):
+        style = {"fontsize": 7, "color": "tab:orange"} if kind == "front" else {"fontsize": 8}
+        others = [p for j, p in enumerate(points) if j != i]
+        chosen = None
+        for strict in (True, False):  # no free spot near the point: anywhere on the rings apart from other labels
+            for dx, dy in LABEL_OFFSETS:
+                ann = _annotation(ax, px, py, text, kind, dx, dy, style)
+                box = _text_box(ann, renderer)
+                free = not any(box.overlaps(b) for b in placed)
+                if free and (not strict or (_within(box, inside) and not any(box.overlaps(p) for p in others))):
+                    chosen = box
+                    break
+                ann.remove()
+            if chosen is not None:
+                placed.append(chosen)
+                break
+
+
+def _text_box(ann: Annotation, renderer: Any) -> Bbox:
+    """The box of a label's text (an annotation's own extent includes its leader line, which may cross points)."""
+    ann.get_window_extent(renderer)  # places the text (update_positions) with this renderer
+    return Text.get_window_extent(ann, renderer)
+
+
+def _within(box: Bbox, outer: Bbox) -> bool:
+    return outer.x0 <= box.x0 and box.x1 <= outer.x1 and outer.y0 <= box.y0 and box.y1 <= outer.y1
+
+
+def _annotation(ax: Any, px: float, py: float, text: str, kind: str, dx: float, dy: float, style: dict) -> Annotation:
+    """A label at (dx, dy) points from its point, aligned away from it; a leader line when it is set apart."""
+    ha = "left" if dx > 0 else "right" if dx < 0 else "center"
+    va = "bottom" if dy > 0 else "top" if dy < 0 else "center"
+    near = max(abs(dx), abs(dy)) <= LABEL_OFFSETS[0][0]
+    arrow = None if near else {"arrowstyle": "-", "color": "0.5", "linewidth": 0.6}
+    return ax.annotate(text, (px, py), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va, gid=kind,
+                       arrowprops=arrow, annotation_clip=False, zorder=7,
+                       bbox={"boxstyle": "square,pad=0.05", "facecolor": "white", "edgecolor": "none", "alpha": 0.75},
+                       **style)
+
+
+def figure_labels(fig: Figure, kind: str = "named") -> list[str]:
+    """The labels of the plot's points of `kind` ('named' architectures or 'front' trial numbers), in order."""
+    return [t.get_text() for ax in fig.axes for t in ax.texts if isinstance(t, Annotation) and t.get_gid() == kind]
+
+
+def label_boxes(fig: Figure) -> list[tuple[str, Bbox]]:
+    """Every point label of the plot with its box on the canvas (pixels), to check that none overprints another."""
+    fig.draw_without_rendering()
+    renderer = fig._get_renderer()
+    return [(t.get_text(), _text_box(t, renderer)) for ax in fig.axes for t in ax.texts
+            if isinstance(t, Annotation) and t.get_gid() in ("named", "front")]
+
+
+def _legend(label: str, plotted: pd.DataFrame, total: int) -> str:
+    """'label (n)', or 'label (n, k not plotted)' when some lack a figure; empty groups stay out of the legend."""
+    if not total:
+        return f"_{label}"
+    missing = total - len(plotted)
+    return f"{label} ({total}" + (f", {missing} not plotted" if missing else "") + ")"
 
 
 def _maximize(study: Study, metric: str) -> bool:
@@ -223,16 +379,6 @@ def _maximize(study: Study, metric: str) -> bool:
         if o.metric == metric:
             return o.direction == "maximize"
     return METRICS[metric].direction == "maximize" if metric in METRICS else False
-
-
-def _label_named(ax: Any, named: pd.DataFrame, x: str, y: str) -> None:
-    """Mark each named point with a star and annotate it with its name (alternating offsets keep neighbours apart)."""
-    if len(named):
-        ax.scatter(named[x], named[y], s=90, marker="*", color="black", label="named architecture", zorder=6)
-    for i, (_, row) in enumerate(named.iterrows()):
-        ax.annotate(str(row["named"]), (row[x], row[y]), xytext=(6, 12 if i % 2 == 0 else -16),
-                    textcoords="offset points", fontsize=8,
-                    arrowprops={"arrowstyle": "-", "color": "0.4", "linewidth": 0.6}, zorder=7)
 
 
 def _log_scale_if_spread(ax: Any, values: pd.Series, axis: str) -> None:
@@ -261,6 +407,7 @@ def summary(study: Study, ostudy: optuna.Study, df: pd.DataFrame) -> str:
             f"- constraints: {', '.join(c.describe() for c in study.constraints) or 'none'}",
             f"- reported: {now}" + (f" — **the search is still running** ({running} trial(s) in progress)"
                                      if running else ""), ""]
+    out += conditions_section(study, df)
     out += ["## Budget", ""]
     b = study.budget
     out.append(f"- trials: {counted}" + (f" of {b.trials} ({100 * counted / b.trials:.0f}%)" if b.trials else "")
@@ -269,12 +416,11 @@ def summary(study: Study, ostudy: optuna.Study, df: pd.DataFrame) -> str:
     out.append(f"- search time: {minutes:.1f} min"
                + (f" of {b.minutes:g} min ({100 * minutes / b.minutes:.0f}%)" if b.minutes else ""))
     out += ["", "## Trials by state", ""]
-    counts = df["state"].value_counts()
-    out += md_table(["state", "trials"], [[s, int(counts.get(s, 0))] for s in STATES if counts.get(s, 0)]
-                    + [["total", len(df)]])
-    duplicates = int(df["duplicate_of"].notna().sum()) if "duplicate_of" in df else 0
+    out += md_table(["state", "trials", "in the plot"], state_rows(df))
+    duplicates = int(df["duplicate_of"].notna().sum())
     if duplicates:
-        out += ["", f"{duplicates} trial(s) proposed an architecture already evaluated; its result was reused."]
+        out += ["", f"{duplicates} trial(s) proposed an architecture already evaluated; its result was reused (they "
+                "are counted once, as `duplicate`, and stored PRUNED so the dashboard lists each point once)."]
     complete = int((df["state"] == "complete").sum())
     out += ["", "## Pareto front", ""]
     front = df[df["pareto"]]
@@ -286,7 +432,7 @@ def summary(study: Study, ostudy: optuna.Study, df: pd.DataFrame) -> str:
     else:
         cols = ["trial", "named", *names, *(m for m in ("params", "macs") if m not in names and m in df), "hash"]
         front = front.sort_values(names[0], ascending=not _maximize(study, names[0]))
-        out += md_table(cols, [[_cell(c, r[c]) for c in cols] for _, r in front.iterrows()])
+        out += md_table(cols, [[_row_cell(c, r) for c in cols] for _, r in front.iterrows()])
         out += ["", f"Export one with `nas export {study.source} --trial N --name NAME`, or all of them with "
                 f"`--pareto`."]
     standing = named_standing(ostudy, study)
@@ -309,6 +455,59 @@ def summary(study: Study, ostudy: optuna.Study, df: pd.DataFrame) -> str:
             out += ["", f"{len(dominated)} named architecture(s) dominated by a found network: "
                     + ", ".join(f"`{n}`" for n in dominated) + "."]
     return "\n".join(out) + "\n"
+
+
+def conditions_section(study: Study, df: pd.DataFrame) -> list[str]:
+    """'## Conditions': what each figure is of (target or proxy, width, resolution, timing, validation size)."""
+    ev = study.evaluator
+    lat = ev.latency
+    val = validation_images(df)
+    out = ["## Conditions", "",
+           f"- **accuracy** is of the *proxy* (the trained copy): {ev.describe_proxy()}; "
+           f"width ×{ev.proxy.width_mult:g}, {ev.proxy.resolution}px input",
+           f"- **latency, params, MACs** are of the *target* (the deployed network, deploy form): width "
+           f"×{ev.target.width_mult:g}, {ev.target.resolution}px input; latency per batch of "
+           f"{lat.get('batch_size', 1)} on {lat.get('device', 'cpu')}, {lat.get('threads', 1)} thread(s), "
+           f"{lat.get('backend', 'eager')} backend",
+           "- latency settings: " + ", ".join(f"{k} {v}" for k, v in sorted(lat.items()))]
+    fingerprints = sorted({str(f) for f in df.get("fingerprint", pd.Series(dtype=str)).dropna()})
+    if fingerprints:
+        out.append("- device fingerprint(s): " + ", ".join(f"`{f}`" for f in fingerprints))
+    if val:
+        out.append(f"- validation set: {val} images, so accuracy moves in steps of {1 / val:.4f} "
+                   f"({accuracy_step(val)}): front points closer than a few steps differ by a few images")
+    else:
+        out.append("- validation set: no trained trial yet")
+    if "seeds" in df and df["seeds"].notna().any():
+        out.append("- accuracy of an architecture trained with several seeds: mean ± standard deviation over its seeds")
+    else:
+        out.append("- accuracy: one seed per architecture (run `nas repeat` to measure the seed-to-seed spread)")
+    return [*out, ""]
+
+
+def state_rows(df: pd.DataFrame) -> list[list[Any]]:
+    """Rows of the trials-by-state table: each state (duplicates apart), how the plot shows it, and the total."""
+    own = df[df["duplicate_of"].isna()]
+    counts = own["state"].value_counts()
+    front = int(own["pareto"].sum())
+    shown = {"complete": f"{front} on the Pareto front, {int(counts.get('complete', 0)) - front} not",
+             "pruned": "hollow grey, at the accuracy when stopped", "running": "not drawn", "waiting": "not drawn",
+             "failed": "not drawn", "interrupted": "not drawn (re-queued)"}
+    infeasible = own[own["state"] == "infeasible"]
+    untrained = int(infeasible["accuracy"].isna().sum()) if "accuracy" in infeasible else len(infeasible)
+    shown["infeasible"] = f"{len(infeasible) - untrained} trained (red x), {untrained} not trained (red rug)"
+    rows = [[s, int(counts.get(s, 0)), shown.get(s, "")] for s in STATES if counts.get(s, 0)]
+    duplicates = len(df) - len(own)
+    if duplicates:
+        rows.append([DUPLICATE, duplicates, "not drawn (the point of the trial it repeats)"])
+    return [*rows, ["total", len(df), ""]]
+
+
+def _row_cell(column: str, row: pd.Series) -> str:
+    """A cell of a trial's row: accuracy as 'mean ± std (n seeds)' where repeats exist."""
+    if column == "accuracy" and pd.notna(row.get("accuracy_std")):
+        return f"{row['accuracy']:.4f} ± {row['accuracy_std']:.4f} ({int(row['seeds'])} seeds)"
+    return _cell(column, row.get(column))
 
 
 def _describe(row: pd.Series, names: list[str]) -> str:

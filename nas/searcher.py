@@ -31,6 +31,7 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from nas.format import human
+from nas.notes import arch_attr, write_study_note, write_trial_note
 from nas.storage import CONSTRAINTS_KEY, Recorder, counts_toward_budget
 from nas.study import METRICS, Study
 from space import Arch
@@ -94,7 +95,7 @@ class Tally:
 
     def add(self, state: TrialState, values: list[float] | None, attrs: dict, number: int) -> None:
         """Count one finished trial."""
-        if state == TrialState.COMPLETE:
+        if state == TrialState.COMPLETE or is_duplicate(attrs):
             self.complete += 1
             if not attrs.get("feasible", True):
                 self.infeasible += 1
@@ -117,14 +118,20 @@ def is_untrained(attrs: dict) -> bool:
     return attrs.get("status") == "infeasible"
 
 
+def is_duplicate(attrs: dict) -> bool:
+    """Whether a trial repeats a complete trial's architecture (stored PRUNED: the dashboard lists each point once)."""
+    return attrs.get("status") == "duplicate"
+
+
 def for_sampler(t: FrozenTrial, study: Study) -> FrozenTrial:
     """The trial as the sampler sees it: an untrained infeasible trial is COMPLETE with its worst accuracy.
 
     The storage keeps it PRUNED with no values (nothing invented is shown as measured); the in-memory copy that the
     sampler learns from gets the measured objectives and the worst value for the unmeasured ones, plus its
-    constraint values, so the sampler learns to avoid the region.
+    constraint values, so the sampler learns to avoid the region. A duplicate of a complete trial (stored PRUNED with
+    its original's figures as attributes) is COMPLETE with those figures.
     """
-    if t.state != TrialState.PRUNED or not is_untrained(t.user_attrs):
+    if t.state != TrialState.PRUNED or not (is_untrained(t.user_attrs) or is_duplicate(t.user_attrs)):
         return t
     values = [float(t.user_attrs[m]) if isinstance(t.user_attrs.get(m), (int, float)) else _worst(m, d)
               for m, d in zip(study.metric_names, study.directions)]
@@ -172,6 +179,8 @@ class StudySearcher(Searcher):
                                             sampler=make_sampler(study, len(trials)))
         self.sampling.add_trials([for_sampler(t, study) for t in trials if t.state.is_finished()])
         self.copy = Recorder(self.sampling, study, memory)
+        with contextlib.suppress(Exception):  # the dashboard's study note is a courtesy, never a reason to stop
+            write_study_note(ostudy, study)
         self.idle = 0  # proposals in a row that needed no evaluation
         for t in trials:
             if t.state.is_finished() and not t.user_attrs.get("interrupted"):
@@ -264,13 +273,14 @@ class StudySearcher(Searcher):
                 arch = adaptation.arch
                 attrs.update(adapted=adaptation.label, adaptation=", ".join(adaptation.changes))
         arch = arch.validate()
-        attrs.update(arch=arch.to_yaml(), hash=arch.hash)
+        attrs.update(arch=arch_attr(arch), hash=arch.hash)
         return arch, attrs
 
     def _invalid(self, number: int | None, mirror: optuna.Trial | None, e: SpecError) -> None:
         """An architecture that cannot exist: a failed trial with the reason, never run (and no evaluation)."""
         attrs = {"fail_reason": f"invalid architecture: {e}", "status": "failed", "invalid": True}
         number = self._record(number, mirror, TrialState.FAIL, None, attrs)
+        self._note(number)
         self.tally.add(TrialState.FAIL, None, attrs, number)
         self.log(_line(number, "failed", attrs["fail_reason"]))
         return None
@@ -296,7 +306,7 @@ class StudySearcher(Searcher):
         if mirror is None:
             self.sampling.add_trial(for_sampler(self.rec.get(number), self.study))
         else:
-            if is_untrained(attrs) and state == TrialState.PRUNED:
+            if state == TrialState.PRUNED and (is_untrained(attrs) or is_duplicate(attrs)):
                 state, values = TrialState.COMPLETE, for_sampler(self.rec.get(number), self.study).values
             if state == TrialState.COMPLETE and self.study.constraints:
                 self.copy.storage.set_trial_system_attr(self.copy.trial_id(mirror.number), CONSTRAINTS_KEY,
@@ -306,10 +316,19 @@ class StudySearcher(Searcher):
 
     def _tell_duplicate(self, number: int | None, mirror: optuna.Trial | None, attrs: dict,
                         original: FrozenTrial) -> None:
+        """Tell a proposal of an architecture evaluated before: the original's figures, stored as attributes.
+
+        A duplicate of a complete trial is stored PRUNED (status `duplicate`), not COMPLETE with the same values: the
+        dashboard's best trials would list the architecture once per copy (the sampler's copy still sees COMPLETE).
+        """
         copied = {k: v for k, v in original.user_attrs.items() if k not in ("named", "retry_of", "in_space")}
         copied.update({k: attrs[k] for k in ("named", "retry_of") if k in attrs}, duplicate_of=original.number)
-        number = self._record(number, mirror, original.state, original.values, copied)
-        self.tally.add(original.state, original.values, copied, number)
+        state = original.state
+        if state == TrialState.COMPLETE:
+            state, copied["status"] = TrialState.PRUNED, "duplicate"
+        number = self._record(number, mirror, state, None, copied)
+        self._note(number)
+        self.tally.add(state, original.values, copied, number)
         self.log(_line(number, f"= #{original.number}", _summary(original.state, copied)))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -327,11 +346,19 @@ class StudySearcher(Searcher):
             return
         self.tally.add(state, values, attrs, live.number)
         self._remember(frozen)
+        self._note(live.number, frozen)
         self.log(_line(live.number, _status(state, attrs), _summary(state, {**live.attrs, **attrs})))
         if attrs.get("setup_error"):
             self.abort = attrs["fail_reason"]
         for number, mirror, dup_attrs in self.waiting.pop(live.arch.hash, []):
             self._tell_duplicate(number, mirror, dup_attrs, frozen)
+
+    def _note(self, number: int, frozen: FrozenTrial | None = None) -> None:
+        """Write the trial's dashboard note (a failure to write it is logged, never the end of the search)."""
+        try:
+            write_trial_note(self.ostudy, self.study, frozen or self.rec.get(number))
+        except Exception as e:
+            self.log(_line(number, "note", f"cannot write the dashboard note: {type(e).__name__}: {e}"))
 
     def _outcome(self, result: dict | None, error: bool, tune_trial: Any) -> Told:
         if error or not result:

@@ -25,11 +25,15 @@ import optuna
 import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.notes import arch_attr
 from nas.study import Study
 from space.errors import NasError
 
 INTERRUPTED = "interrupted (the search stopped while it ran); re-queued"
 CONSTRAINTS_KEY = "constraints"  # Optuna's system attribute, in the list form optuna-dashboard reads too
+# Bulky per-trial records kept as system attributes: the dashboard's attribute tables stay one line per trial (the
+# trial's note shows them).
+SYSTEM_KEYS = ("history",)
 
 
 def storage_of(study: Study) -> optuna.storages.RDBStorage:
@@ -95,10 +99,10 @@ def _fingerprints(study: Study) -> dict[str, str]:
             for k, v in parts.items()}
 
 
-def _check_same(study: Study, existing: optuna.Study) -> None:
-    """Refuse to append to a study whose objectives or settings differ from the study file's."""
+def _check_same(study: Study, existing: optuna.Study,
+                fix: str = "use --fresh to start it over, or give the study another name") -> None:
+    """Refuse to append to (or read) a study whose objectives or settings differ from the study file's."""
     where = f"{study.source}: study '{study.name}' in {study.storage}"
-    fix = "use --fresh to start it over, or give the study another name"
     stored = [d.name.lower() for d in existing.directions]
     stored_names = existing.user_attrs.get("metrics") or [f"objective {i}" for i in range(len(stored))]
     if stored != study.directions or stored_names != study.metric_names:
@@ -136,8 +140,9 @@ class Recorder:
             system[CONSTRAINTS_KEY] = self.violations(attrs)
         template = optuna.trial.create_trial(
             state=state, values=values if state == TrialState.COMPLETE else None, params=like.params,
-            distributions=like.distributions, user_attrs={k: v for k, v in attrs.items() if v is not None},
-            system_attrs=system)
+            distributions=like.distributions,
+            user_attrs={k: v for k, v in attrs.items() if v is not None and k not in SYSTEM_KEYS},
+            system_attrs={**system, **{k: v for k, v in attrs.items() if v is not None and k in SYSTEM_KEYS}})
         return self.storage.get_trial_number_from_id(self.storage.create_new_trial(self.study_id, template))
 
     def finish(self, number: int, state: TrialState, values: list[float] | None, attrs: dict[str, Any]) -> None:
@@ -145,7 +150,8 @@ class Recorder:
         tid = self.trial_id(number)
         for k, v in attrs.items():
             if v is not None:
-                self.storage.set_trial_user_attr(tid, k, v)
+                setter = self.storage.set_trial_system_attr if k in SYSTEM_KEYS else self.storage.set_trial_user_attr
+                setter(tid, k, v)
         if state == TrialState.COMPLETE and self.study.constraints:
             self.storage.set_trial_system_attr(tid, CONSTRAINTS_KEY, self.violations(attrs))
         self.ostudy.tell(number, values if state == TrialState.COMPLETE else None, state=state)
@@ -183,7 +189,7 @@ class Recorder:
             if self.study.space.contains_arch(arch)[0]:
                 self.ostudy.enqueue_trial(self.study.space.encode(arch), user_attrs={"named": arch.name})
             else:
-                self.ostudy.enqueue_trial({}, user_attrs={"named": arch.name, "arch": arch.to_yaml(),
+                self.ostudy.enqueue_trial({}, user_attrs={"named": arch.name, "arch": arch_attr(arch),
                                                           "in_space": False})
             out.append(arch.name or arch.hash)
         return out

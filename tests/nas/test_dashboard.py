@@ -1,7 +1,12 @@
-"""`nas dashboard` serves a study's storage on loopback: objectives, metric names and per-trial architectures."""
+"""`nas dashboard` serves a study's storage on loopback: objectives, metric names, per-trial architectures and notes.
+
+The second test reads optuna-dashboard's own HTTP API (a real server on a real SQLite study recorded through the
+engine's searcher) the way its pages do: what a practitioner choosing a network sees.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -9,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -16,8 +22,10 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from nas.notes import arch_attr, refresh_arch_notes
 from nas.search import Recorder, open_study, storage_of
 from nas.study import Study
+from tests.nas.test_report import VAL_IMAGES, Outcome, Recording, filled
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +43,33 @@ def get(url: str) -> dict:
         return json.loads(r.read())
 
 
+@contextlib.contextmanager
+def dashboard(study_file: Path) -> Iterator[str]:
+    """`nas dashboard STUDY` on a free loopback port, serving; yields its base URL and stops it after."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "nas.cli", "dashboard", str(study_file), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                get(f"{base}/api/studies")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the dashboard did not come up"
+                time.sleep(0.3)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def test_dashboard_serves_the_study(tmp_path: Path) -> None:
     path = tmp_path / "dash.yaml"
     path.write_text(yaml.safe_dump({"space": "small", "budget": {"trials": 1},
@@ -47,35 +82,78 @@ def test_dashboard_serves_the_study(tmp_path: Path) -> None:
         trial = ostudy.ask()
         arch = study.space.sample(trial)
         rec.finish(trial.number, TrialState.COMPLETE, [accuracy, latency],
-                   {"arch": arch.to_yaml(), "hash": arch.hash, "accuracy": accuracy, "latency_ms": latency})
+                   {"arch": arch_attr(arch), "hash": arch.hash, "accuracy": accuracy, "latency_ms": latency})
 
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "nas.cli", "dashboard", str(path), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stdout.read()
-            try:
-                studies = get(f"{base}/api/studies")["study_summaries"]
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the dashboard did not come up"
-                time.sleep(0.3)
-        [summary] = [s for s in studies if s["study_name"] == "dash"]
+    with dashboard(path) as base:
+        [summary] = [s for s in get(f"{base}/api/studies")["study_summaries"] if s["study_name"] == "dash"]
         assert summary["directions"] == ["maximize", "minimize"]
         detail = get(f"{base}/api/studies/{summary['study_id']}")
-        assert detail["objective_names"] == ["accuracy", "latency_ms"]
+        assert detail["objective_names"] == study.metric_labels  # which network and fidelity each objective is of
         first, second = detail["trials"]
         attrs = {a["key"]: a["value"] for a in first["user_attrs"]}
-        assert attrs["hash"] and "stages:" in attrs["arch"]
+        assert attrs["hash"] and "stages: [" in attrs["arch"] and "\n" not in attrs["arch"]
         assert first["constraints"][0] < 0 < second["constraints"][0]  # the dashboard can grey out the infeasible
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     assert optuna.load_study(study_name="dash", storage=study.storage).best_trials[0].number == 0
+
+
+def test_dashboard_is_a_place_to_choose(tmp_path: Path) -> None:
+    rec, n = filled(tmp_path, "choose")
+    study, ostudy = rec.study, rec.ostudy
+    best = ostudy.trials[n["best"]]
+    # The sampler proposes the best architecture again: its result is reused (a duplicate), not measured again.
+    ostudy.enqueue_trial(best.params)
+    again = Recording(study)
+    again.add(Outcome(accuracy=0.5, latency_ms=0.35))
+    [dup] = [t for t in ostudy.get_trials() if t.user_attrs.get("duplicate_of") == best.number]
+    # `nas repeat` stores two more seeds of the best architecture and rewrites its trials' notes.
+    for k, acc in ((1, 0.88), (2, 0.86)):
+        ostudy.set_user_attr(f"repeat:{best.user_attrs['hash']}:{k}", {"accuracy": acc, "seed": 7 + k})
+    assert refresh_arch_notes(ostudy, study, best.user_attrs["hash"]) == 2  # the trial and its duplicate
+
+    with dashboard(Path(study.source)) as base:
+        [summary] = [s for s in get(f"{base}/api/studies")["study_summaries"] if s["study_name"] == "choose"]
+        detail = get(f"{base}/api/studies/{summary['study_id']}")
+    trials = {t["number"]: t for t in detail["trials"]}
+    attrs = {number: {a["key"]: a["value"] for a in t["user_attrs"]} for number, t in trials.items()}
+
+    # Only measured values are values: the untrained infeasible trial has none (no 0.0 accuracy), nor has a pruned one.
+    untrained = trials[n["slow"]]
+    assert untrained["state"] == "Pruned" and untrained.get("values") is None
+    assert "accuracy" not in attrs[n["slow"]] and attrs[n["slow"]]["status"] == "infeasible"
+    assert all(t["values"][0] > 0.0 for t in trials.values() if t.get("values"))
+
+    # Each architecture once among the best trials: the duplicate is stored PRUNED, its original's figures attributes.
+    hashes = [{a["key"]: a["value"] for a in t["user_attrs"]}["hash"] for t in detail["best_trials"]]
+    assert len(hashes) == len(set(hashes)) and best.number in {t["number"] for t in detail["best_trials"]}
+    assert trials[dup.number]["state"] == "Pruned" and attrs[dup.number]["status"] == "duplicate"
+    assert attrs[dup.number]["accuracy"] == "0.9" and attrs[dup.number]["duplicate_of"] == str(best.number)
+
+    # No multi-line user attribute (the Smart Selection table and the trial page stay one row per attribute).
+    for number, a in attrs.items():
+        assert all("\n" not in str(v) for v in a.values()), (number, [k for k, v in a.items() if "\n" in str(v)])
+        assert "history" not in a
+
+    # Every finished trial carries a note saying what its figures are of.
+    acc_label, lat_label = study.metric_label("accuracy"), study.metric_label("latency_ms")
+    for number, t in trials.items():
+        if t["state"] == "Running":
+            continue
+        body = t["note"]["body"]
+        assert body.startswith(f"## Trial {number}"), (number, body)
+        if "latency_ms" in attrs[number]:
+            assert lat_label in body and study.evaluator.describe_target() in body and "ms per batch" in body
+            assert f"device fingerprint: `{attrs[number]['fingerprint']}`" in body
+        if "stages: [" in attrs[number].get("arch", ""):
+            assert "| stage | block | depth | width | stride |" in body
+    front = trials[n["best"]]["note"]["body"]
+    assert acc_label in front and study.evaluator.describe_proxy() in front
+    assert f"{VAL_IMAGES} validation images (1 validation image = {100 / VAL_IMAGES:.3g} %)" in front
+    assert "0.8800 ± 0.0200 (3 seeds)" in front and "| 2 | 9 | 0.8600 | `nas repeat` |" in front
+    assert "Validation accuracy per epoch: 0.7200, 0.9000" in front
+    assert "the same architecture as trial" in trials[dup.number]["note"]["body"]
+    assert "not measured (never trained)" in trials[n["slow"]]["note"]["body"]
+    assert "accuracy when stopped" in trials[n["pruned"]]["note"]["body"]
+    assert "boom" in trials[n["failed"]]["note"]["body"]
+    # The study's own note names the target and the proxy.
+    assert study.evaluator.describe_target() in detail["note"]["body"]
+    assert study.evaluator.describe_proxy() in detail["note"]["body"]

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 from PIL import Image
 
 from nas.cli import main
-from nas.report import LABELS_KEY, figure_labels, trials_table, write_report
+from nas.report import LABELS_KEY, figure_labels, label_boxes, trials_table, write_report
 from nas.study import Study
 
 STUDY_YAML = """\
@@ -35,6 +38,9 @@ evaluator:
   latency: {{max_seconds: 0.2, min_runs: 3, warmup: 1}}
 budget: {{trials: 10, minutes: 30}}
 """
+
+
+VAL_IMAGES = 359  # what the scripted trials say they were validated on (the digits split's size)
 
 
 @dataclass
@@ -102,7 +108,8 @@ def scripted(outcome: Outcome) -> Callable:
             raise RuntimeError(outcome.error)
         cost = measure_cost(arch, input_size=16, num_classes=10, in_chans=1)
         report.measured({"params": cost.params_deploy or cost.params, "macs": cost.macs_deploy or cost.macs,
-                         "latency_ms": outcome.latency_ms}, fingerprint=device_fingerprint(), latency_iqr_ms=0.01)
+                         "latency_ms": outcome.latency_ms}, fingerprint=device_fingerprint(), latency_iqr_ms=0.01,
+                        val_images=VAL_IMAGES)
         for epoch in range(1, job.epochs + 1):
             report.epoch(epoch, outcome.accuracy * (0.8 if epoch < job.epochs else 1.0))
 
@@ -154,7 +161,7 @@ def test_report_of_a_running_study(tmp_path: Path) -> None:
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any(s.startswith("Pareto front (2)") for s in legend)
     assert any(s.startswith("infeasible") for s in legend) and any(s.startswith("pruned") for s in legend)
-    assert "search running" in ax.get_title()
+    assert "search running" in r.figure.get_suptitle()
 
     md = r.summary.read_text()
     assert "**the search is still running** (1 trial(s) in progress)" in md
@@ -209,3 +216,92 @@ def test_table_columns_follow_the_study(tmp_path: Path) -> None:
     assert list(df.columns[:5]) == ["trial", "state", "named", "accuracy", "latency_ms"]
     assert "synflow" not in df.columns  # not measured by this study
     assert df.loc[df["trial"] == n["failed"], "accuracy"].isna().all()
+
+
+def test_report_states_its_conditions_and_keeps_counts(tmp_path: Path) -> None:
+    rec, n = filled(tmp_path, "cond")
+    study = rec.study
+    r = write_report(study)
+    df = r.table
+    # A pruned trial's accuracy is the one when ASHA stopped it, in its own column; `accuracy` holds final ones only.
+    pruned = df[df["trial"] == n["pruned"]].iloc[0]
+    assert pd.isna(pruned["accuracy"]) and pruned["accuracy_at_stop"] == pytest.approx(0.3 * 0.8)
+    assert df.loc[df["state"] == "complete", "accuracy_at_stop"].isna().all()
+    with open(r.csv) as f:
+        header = next(csv.reader(f))
+    assert "accuracy_at_stop" in header and "val_images" in header
+
+    # The plot says what each axis is of and how fine accuracy is; the summary has the same conditions.
+    caption = r.figure.axes[0].get_title(loc="left")
+    ev = study.evaluator
+    assert ev.describe_proxy() in caption and ev.describe_target() in caption
+    assert f"{VAL_IMAGES} validation images" in caption and f"1 validation image = {100 / VAL_IMAGES:.3g} %" in caption
+    md = r.summary.read_text()
+    conditions = md.split("## Conditions")[1].split("##")[0]
+    assert "*proxy*" in conditions and "width ×0.25, 16px input" in conditions
+    assert "*target*" in conditions and "width ×1, 16px input" in conditions and "batch of 1 on cpu" in conditions
+    assert f"validation set: {VAL_IMAGES} images" in conditions and "0.279 %" in conditions
+    assert "one seed per architecture" in conditions
+
+    # Legend counts are the summary's counts, state by state.
+    legend = {t.get_text().split(" (")[0]: t.get_text() for t in r.figure.axes[0].get_legend().get_texts()}
+    states = md.split("## Trials by state")[1].split("##")[0]
+    count = {line.split("|")[1].strip(): int(line.split("|")[2]) for line in states.splitlines()
+             if line.startswith("| ") and line.split("|")[2].strip().isdigit()}
+    front = int(legend["Pareto front"].split("(")[1].rstrip(")"))
+    rest = int(legend["complete, not on the front"].split("(")[1].rstrip(")"))
+    assert front + rest == count["complete"] == 4
+    assert legend["pruned: accuracy when stopped"] == f"pruned: accuracy when stopped ({count['pruned']})"
+    assert legend["infeasible, not trained"] == "infeasible, not trained (1)"  # latency measured, never trained
+    assert sum(int(v.split("(")[1].split(")")[0].split(",")[0]) for k, v in legend.items()
+               if k.startswith("infeasible")) == count["infeasible"]
+
+
+def test_accuracy_is_the_mean_over_seeds(tmp_path: Path) -> None:
+    rec, n = filled(tmp_path, "seeds")
+    best = rec.ostudy.trials[n["best"]]
+    for k, acc in ((1, 0.86), (2, 0.88)):  # what `nas repeat` stores: one study attribute per repeat
+        rec.ostudy.set_user_attr(f"repeat:{best.user_attrs['hash']}:{k}", {"accuracy": acc, "seed": 100 + k})
+    r = write_report(rec.study)
+    row = r.table[r.table["trial"] == n["best"]].iloc[0]
+    assert row["accuracy"] == pytest.approx((0.90 + 0.86 + 0.88) / 3) and row["seeds"] == 3
+    assert row["accuracy_std"] == pytest.approx(0.02)
+    assert pd.isna(r.table.loc[r.table["trial"] == n["fast"], "accuracy_std"]).all()
+    front = r.summary.read_text().split("## Pareto front")[1].split("##")[0]
+    assert "0.8800 ± 0.0200 (3 seeds)" in front
+    assert "mean ± standard deviation over its seeds" in r.summary.read_text()
+
+
+def test_labels_never_overprint(tmp_path: Path) -> None:
+    rec, _ = filled(tmp_path, "crowd")
+    for i in range(8):  # a crowded front: points a few pixels apart
+        rec.add(Outcome(accuracy=0.905 + 0.004 * i, latency_ms=1.21 + 0.01 * i))
+    r = write_report(rec.study)
+    boxes = label_boxes(r.figure)
+    front = figure_labels(r.figure, "front")
+    assert len(front) == len(r.front) >= 8 and figure_labels(r.figure) == ["resnet18", "mobilenet_v2"]
+    assert len(boxes) == len(front) + 2
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1:]:
+            assert not box_a.overlaps(box_b), f"labels {a} and {b} overprint"
+
+
+def test_report_files_keep_the_umask(tmp_path: Path) -> None:
+    rec, _ = filled(tmp_path, "mode")
+    old = os.umask(0o027)
+    try:
+        r = write_report(rec.study)
+    finally:
+        os.umask(old)
+    for path in (r.csv, r.png, r.summary):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640, path
+
+
+def test_report_refuses_an_edited_study_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rec, _ = filled(tmp_path, "edited")
+    path = Path(rec.study.source)
+    path.write_text(path.read_text().replace("epochs: 2", "epochs: 3"))
+    assert main(["report", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "other evaluator settings" in err and "restore the settings" in err
+    assert not (tmp_path / "edited_report").exists()

@@ -133,13 +133,17 @@ def test_each_architecture_is_evaluated_once(local_ray: None, tmp_path: Path) ->
     study = study_file(tmp_path, space=space, budget={"trials": 8}, early_stopping="off")
     run_search(study, evaluate=toy, log=lambda line: None)
     trials = optuna.load_study(study_name="t", storage=study.storage).trials
-    assert len(trials) == 8 and all(t.state == TrialState.COMPLETE for t in trials)
+    originals = [t for t in trials if "duplicate_of" not in t.user_attrs]  # duplicates are stored PRUNED
+    assert len(trials) == 8 and all(t.state == TrialState.COMPLETE for t in originals)
     originals = [t for t in trials if "duplicate_of" not in t.user_attrs]
     assert sorted(t.user_attrs["hash"] for t in originals) == sorted({t.user_attrs["hash"] for t in trials})
     for t in trials:
         if "duplicate_of" in t.user_attrs:
             first = trials[t.user_attrs["duplicate_of"]]
-            assert t.values == first.values and t.user_attrs["hash"] == first.user_attrs["hash"]
+            # Stored PRUNED with its original's figures as attributes: the dashboard lists each architecture once.
+            assert t.state == TrialState.PRUNED and t.values is None and t.user_attrs["status"] == "duplicate"
+            assert [t.user_attrs[m] for m in ("accuracy", "latency_ms")] == first.values
+            assert t.user_attrs["hash"] == first.user_attrs["hash"]
 
 
 def test_real_evaluators_end_to_end(local_ray: None, tmp_path: Path) -> None:
@@ -155,5 +159,5 @@ def test_real_evaluators_end_to_end(local_ray: None, tmp_path: Path) -> None:
     for t in done:
         attrs = t.user_attrs
         assert 0 <= t.values[0] <= 1 and t.values[1] == attrs["latency_ms"] > 0
-        assert attrs["epochs"] == 2 and len(attrs["history"]) == 2 and attrs["fingerprint"] and attrs["node"]
+        assert attrs["epochs"] == 2 and len(t.system_attrs["history"]) == 2 and attrs["fingerprint"] and attrs["node"]
         assert attrs["params"] > 0 and attrs["macs"] > 0 and t.system_attrs["constraints"][0] < 0
