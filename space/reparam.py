@@ -14,7 +14,10 @@ from space.errors import DeployError
 
 
 def deploy(model: nn.Module) -> nn.Module:
-    """Re-parameterize `model` in place into its deploy form (fused BN, merged branches); returns it, in eval mode."""
+    """Re-parameterize `model` in place into its deploy form (no training-only modules, fused BN, merged branches).
+
+    Returns it, in eval mode.
+    """
     lam = get_lambda(model)
     if lam is not None and lam < 1.0:
         raise DeployError(f"deep-training slope lambda is {lam:.4g} < 1: the conv pairs are only mergeable at "
