@@ -5,8 +5,8 @@ each core it runs on, `gpu<ID>` for each GPU Ray gave it (`ID` as in CUDA_VISIBL
 has the same name in every worker). A latency measurement makes its own scope *quiet*: it waits until every trial
 whose scope overlaps it pauses, and holds them paused while it runs; trials on other cores and other GPUs go on.
 
-- On a GPU the measurement's scope is that GPU, plus the cores its host thread runs on (the measuring trial's own
-  cores): it pauses the trials packed on the same GPU (`resources: {gpu: 0.5}` packs two), not the node's others.
+- On a GPU the measurement's scope is that GPU: it pauses the trials packed on it (`resources: {gpu: 0.5}` packs two)
+  and so the CPU threads feeding it, not the node's other GPUs. Its host thread runs on the measuring trial's cores.
 - On CPU it is the cores the measurement runs on. In a Ray worker a trial claims cores of its own (one per reserved
   CPU) and is pinned to them, so the measurement runs on the trial's cores and pauses no one; cores that cannot be
   claimed (more trials than cores, or outside Ray) leave the trial unpinned, and its scope is every core it may use.
@@ -27,6 +27,7 @@ import fcntl
 import os
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -101,8 +102,8 @@ class Placement:
         """The scope of a latency measurement on `device` made by this trial, and the cores to pin it to (or None).
 
         Dedicated `cpus` are the measurement's cores; else the trial's own pinned cores when there are enough of them
-        for `threads`; else it runs unpinned, on every core the worker may use. On a GPU the scope is that GPU and
-        the cores of its host thread when they are known.
+        for `threads`; else it runs unpinned, on every core the worker may use. On a GPU the scope is that GPU (the
+        cores only say where its host thread runs).
         """
         if cpus is not None:
             cores: tuple[int, ...] | None = tuple(cpus)
@@ -112,7 +113,7 @@ class Placement:
             cores = None
         gpu = physical_gpu(device)
         if gpu is not None:
-            keys = {gpu_key(gpu)} | {core_key(c) for c in cores or ()}
+            keys = {gpu_key(gpu)}
         else:
             keys = {core_key(c) for c in (cores if cores is not None else self.allowed or self.cores)}
         return frozenset(keys), cores
@@ -346,8 +347,11 @@ def _step_hook(section: _Busy) -> Any:
         return None
     from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+    thread = threading.get_ident()
+
     def hook(optimizer: Any, args: Any, kwargs: Any) -> None:
-        section.poll()
+        if threading.get_ident() == thread:  # the hook is process-wide; the section belongs to one thread
+            section.poll()
 
     return register_optimizer_step_pre_hook(hook)
 
