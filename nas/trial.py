@@ -16,7 +16,6 @@ Epoch reports of a trial that early stopping may stop also carry `ASHA_EPOCH`, t
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import hashlib
 import math
@@ -25,9 +24,9 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from nas.quiet import QuietLock, TrialQuiet, _Busy, _NoBusy, for_trial  # noqa: F401 (QuietLock: re-exported)
 from nas.study import METRICS, Constraint, EvaluatorSpec, Study
 from space import Arch
 from space.errors import NasError, SpecError
@@ -154,7 +153,7 @@ def evaluate(arch: Arch, job: Job, report: Reporter) -> None:
 
     ev = job.evaluator
     data, train_cfg = _setup(job, trial_seed(job.seed, arch.hash, report.repeat))
-    lock = QuietLock.for_node() if ev.quiet and "latency_ms" in job.metrics else None
+    lock = for_trial(job.threads, job.device, ev.latency) if ev.quiet and "latency_ms" in job.metrics else None
     target = arch.scaled(ev.target.width_mult)
     # Everything cheap is measured before the constraints are checked, so an infeasible trial is fully described.
     with _busy(lock):
@@ -253,13 +252,15 @@ def _data(items: tuple, device: str) -> Any:
     return load_data(DataConfig(**dict(items)), device=device)
 
 
-def _latency(arch: Arch, job: Job, num_classes: int, in_chans: int, lock: QuietLock | None) -> Any:
-    """Latency of the deploy form on this node: from the cache when measured before, else with the node quiet."""
+def _latency(arch: Arch, job: Job, num_classes: int, in_chans: int, lock: TrialQuiet | None) -> Any:
+    """Latency of the deploy form on this node: from the cache when measured before, else with its device quiet."""
     from evaluators import LatencyConfig, measure_latency
     from evaluators.latency import device_fingerprint, latency_settings, open_cache
 
     ev = job.evaluator
     cfg = LatencyConfig(**ev.latency)
+    if lock is not None:
+        cfg = lock.pin(cfg)  # on the trial's own cores (or the dedicated ones), like the quiet scope says
     cache = None if ev.latency_cache == "none" else ev.latency_cache
     store = open_cache(cache)
     if store is not None and lock is not None:
@@ -271,79 +272,10 @@ def _latency(arch: Arch, job: Job, num_classes: int, in_chans: int, lock: QuietL
         return measure_latency(arch, cfg, num_classes=num_classes, in_chans=in_chans, cache=store)
 
 
-# -- keeping latency measurements off busy cores ----------------------------------------------------------------------
-class QuietLock:
-    """A node-wide reader/writer lock on files: trials' CPU work shares it, a latency measurement takes it alone.
-
-    Training next to a measurement skews it (and the latency evaluator then re-measures or flags it as loaded), so
-    a measurement waits until the node's trials reach the end of their current epoch, and holds them there while
-    it runs. A gate file gives the measurement priority: no busy section starts while it waits, so it waits at
-    most one epoch.
-    """
-
-    def __init__(self, directory: str | Path):
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.gate_path = directory / "trials-gate.lock"
-        self.busy_path = directory / "trials-busy.lock"
-
-    @classmethod
-    def for_node(cls) -> QuietLock:
-        """The lock of this machine, next to the latency cache."""
-        from evaluators.latency import default_cache_dir
-
-        return cls(default_cache_dir())
-
-    @contextlib.contextmanager
-    def quiet(self) -> Iterator[None]:
-        """Hold the node quiet: wait for running busy sections to end, and keep new ones from starting."""
-        with open(self.gate_path, "a") as gate, open(self.busy_path, "a") as busy:
-            fcntl.flock(gate, fcntl.LOCK_EX)
-            try:
-                fcntl.flock(busy, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(busy, fcntl.LOCK_UN)
-            finally:
-                fcntl.flock(gate, fcntl.LOCK_UN)
-
-    @contextlib.contextmanager
-    def busy(self) -> Iterator[_Busy]:
-        """A section of CPU work; `breathe()` inside it lets a waiting measurement run."""
-        with open(self.gate_path, "a") as gate, open(self.busy_path, "a") as busy:
-            section = _Busy(gate, busy)
-            section.enter()
-            try:
-                yield section
-            finally:
-                fcntl.flock(busy, fcntl.LOCK_UN)
-
-
-class _Busy:
-    def __init__(self, gate: Any, busy: Any):
-        self.gate, self.busy = gate, busy
-
-    def enter(self) -> None:
-        fcntl.flock(self.gate, fcntl.LOCK_EX)  # passes only when no measurement is waiting
-        try:
-            fcntl.flock(self.busy, fcntl.LOCK_SH)
-        finally:
-            fcntl.flock(self.gate, fcntl.LOCK_UN)
-
-    def breathe(self) -> None:
-        """Step out and back in, so that a measurement waiting at the gate goes first."""
-        fcntl.flock(self.busy, fcntl.LOCK_UN)
-        self.enter()
-
-
-class _NoBusy:
-    def breathe(self) -> None:
-        pass
-
-
+# -- keeping latency measurements off busy devices (the locks live in nas.quiet) --------------------------------------
 @contextlib.contextmanager
-def _busy(lock: QuietLock | None) -> Iterator[_Busy | _NoBusy]:
+def _busy(lock: TrialQuiet | None) -> Iterator[_Busy | _NoBusy]:
+    """A busy section over the trial's cores and GPUs (nothing without a lock)."""
     if lock is None:
         yield _NoBusy()
     else:
