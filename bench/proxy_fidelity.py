@@ -33,7 +33,7 @@ import numpy as np
 import optuna
 import torch
 
-from evaluators import DataConfig, TrainConfig, load_data, measure_cost, train_model
+from evaluators import Data, DataConfig, TrainConfig, load_data, measure_cost, train_model
 from nas.fidelity import Fidelity, bootstrap, compare, kendall
 from space import create_model, get_arch
 from space.arch import Arch
@@ -77,28 +77,35 @@ def parse_dataset(text: str, limit_train: int | None) -> DataConfig:
     return DataConfig(name=name, resolution=int(res or 16), limit_train=limit_train)
 
 
-def train_all(label: str, data_cfg: DataConfig, archs: list[tuple[str, Arch]], fidelities: list[Budget],
-              cache: Path, batch_size: int) -> dict[str, dict]:
-    """Train every (seed, architecture, fidelity) not yet in the cache file; every run's record, by key."""
-    runs: dict[str, dict] = json.loads(cache.read_text()) if cache.is_file() else {}
-    data = None
-    todo = [(s, a, f) for s in SEEDS for a in archs for f in fidelities]
-    for n, (seed, (name, arch), fid) in enumerate(todo, 1):
-        key = f"{name}|{fid.name}|w{fid.width_mult}|e{fid.epochs}|b{batch_size}|s{seed}"
-        if key in runs:
-            continue
-        data = data or load_data(data_cfg)
-        torch.manual_seed(seed)
-        model = create_model(arch, num_classes=data.num_classes, in_chans=data.in_chans, width_mult=fid.width_mult)
-        cpu, wall = time.process_time(), time.perf_counter()
-        result = train_model(model, data, TrainConfig(epochs=fid.epochs, batch_size=batch_size, lr=0.1, seed=seed))
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        runs[key] = {"arch": name, "fidelity": fid.name, "seed": seed, "accuracy": result.accuracy,
-                     "history": result.history, "cpu_s": cpu, "wall_s": wall}
-        cache.write_text(json.dumps(runs, indent=1))
-        print(f"  {label} [{n}/{len(todo)}] {key}: {result.accuracy:.4f} in {runs[key]['cpu_s']:.0f} CPU-s",
-              flush=True)
-    return runs
+def train_all(label: str, data: Data, archs: list[tuple[str, Arch]], budgets: list[Budget], seeds: list[int],
+              cache: Path, batch_size: int) -> None:
+    """Train every (seed, architecture, budget) not yet in the seed's cache file, saving each run as it ends."""
+    for seed in seeds:
+        path = cache / f"{label}-s{seed}.json"
+        runs: dict[str, dict] = json.loads(path.read_text()) if path.is_file() else {}
+        todo = [(a, f) for a in archs for f in budgets]
+        for n, ((name, arch), fid) in enumerate(todo, 1):
+            key = f"{name}|{fid.name}|w{fid.width_mult}|e{fid.epochs}|b{batch_size}|s{seed}"
+            if key in runs:
+                continue
+            torch.manual_seed(seed)
+            model = create_model(arch, num_classes=data.num_classes, in_chans=data.in_chans,
+                                 width_mult=fid.width_mult)
+            cpu, wall = time.process_time(), time.perf_counter()
+            cfg = TrainConfig(epochs=fid.epochs, batch_size=batch_size, lr=0.1, seed=seed)
+            result = train_model(model, data, cfg)
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            runs[key] = {"arch": name, "fidelity": fid.name, "width_mult": fid.width_mult, "epochs": fid.epochs,
+                         "batch_size": batch_size, "seed": seed, "accuracy": result.accuracy,
+                         "history": result.history, "cpu_s": cpu, "wall_s": wall}
+            path.write_text(json.dumps(runs, indent=1))
+            print(f"  {label} seed {seed} [{n}/{len(todo)}] {key}: {result.accuracy:.4f} in {cpu:.0f} CPU-s",
+                  flush=True)
+
+
+def load_runs(label: str, cache: Path) -> list[dict]:
+    """Every cached run of a dataset (all seeds)."""
+    return [r for p in sorted(cache.glob(f"{label}-s*.json")) for r in json.loads(p.read_text()).values()]
 
 
 @dataclass
@@ -118,10 +125,14 @@ class Summary:
         return self.fidelity.tau.value / self.proxy_cpu_min
 
 
-def summarize(label: str, runs: dict[str, dict], archs: list[str], fidelities: list[Budget]) -> Summary | None:
+def summarize(label: str, runs: list[dict], archs: list[str], fidelities: list[Budget],
+              batch_size: int) -> Summary | None:
     """The statistics of one dataset's runs (None while any is missing)."""
     proxy, high = fidelities
-    table = {(r["arch"], r["fidelity"], r["seed"]): r for r in runs.values()}
+    wanted = {(f.name, f.width_mult, f.epochs, batch_size) for f in fidelities}
+    table = {(r["arch"], r["fidelity"], r["seed"]): r for r in runs
+             if (r["fidelity"], r["width_mult"], r["epochs"], r["batch_size"]) in wanted}
+    runs = list(table.values())
     if any((a, f.name, s) not in table for a in archs for f in fidelities for s in SEEDS):
         return None
     acc = {f.name: np.array([[table[a, f.name, s]["accuracy"] for s in SEEDS] for a in archs]) for f in fidelities}
@@ -130,8 +141,8 @@ def summarize(label: str, runs: dict[str, dict], archs: list[str], fidelities: l
     high_mean = acc[high.name].mean(axis=1)
     rungs = [(e + 1, kendall(hist[:, e], hist[:, -1]), str(bootstrap(kendall, hist[:, e], high_mean)))
              for e in range(hist.shape[1])]
-    proxy_cpu = [r["cpu_s"] for r in runs.values() if r["fidelity"] == proxy.name and r["arch"] in archs]
-    total = sum(r["cpu_s"] for r in runs.values() if r["arch"] in archs)
+    proxy_cpu = [r["cpu_s"] for r in runs if r["fidelity"] == proxy.name and r["arch"] in archs]
+    total = sum(r["cpu_s"] for r in runs if r["arch"] in archs)
     mean_proxy = acc[proxy.name].mean(axis=1)
     return Summary(label, fid, statistics.mean(proxy_cpu) / 60, total / 60, float(np.ptp(mean_proxy)), rungs)
 
@@ -161,6 +172,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--limit-train", type=int, default=None, help="at most N training images per dataset")
     ap.add_argument("--named", nargs="*", default=[], help="named points to include (counted in k)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
+                    help="train only these seeds (run seeds in separate processes; the report needs 0 and 1)")
+    ap.add_argument("--report-only", action="store_true", help="print from the cache, train nothing")
     ap.add_argument("--quick", action="store_true", help="smoke run: k=4, 1 and 2 epochs, 256/128 images")
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
                     / "nas" / "proxy_fidelity", help="where each dataset's runs are kept (resume, combine)")
@@ -170,16 +184,18 @@ def main() -> None:
     fidelities = [Budget("proxy", 0.5, pe), Budget("high", 1.0, he)]
     archs = architectures(k, args.named)
     print(f"architectures: {', '.join(n for n, _ in archs)}; proxy {fidelities[0]}, high {fidelities[1]}; "
-          f"seeds {SEEDS}, batch {args.batch_size}, 1 thread")
+          f"seeds {args.seeds}, batch {args.batch_size}, 1 thread")
     args.cache.mkdir(parents=True, exist_ok=True)
     summaries = []
     for text in args.datasets:
-        cfg = parse_dataset(text, 256 if args.quick else args.limit_train)
+        cfg = parse_dataset(text, args.limit_train)
         if args.quick:
             cfg = DataConfig(name=cfg.name, resolution=cfg.resolution, limit_train=256, limit_val=128)
-        label = f"{cfg.name}@{cfg.resolution}" + (f"-n{cfg.limit_train}" if cfg.limit_train else "")
-        runs = train_all(label, cfg, archs, fidelities, args.cache / f"{label}.json", args.batch_size)
-        s = summarize(label, runs, [n for n, _ in archs], fidelities)
+        data = load_data(cfg)
+        label = f"{cfg.name}@{cfg.resolution}-{len(data.y_train)}/{len(data.y_val)}".replace("/", "v")
+        if not args.report_only:
+            train_all(label, data, archs, fidelities, args.seeds, args.cache, args.batch_size)
+        s = summarize(label, load_runs(label, args.cache), [n for n, _ in archs], fidelities, args.batch_size)
         if s is not None:
             report(s)
             summaries.append(s)
