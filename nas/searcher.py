@@ -31,8 +31,8 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from nas.format import human
-from nas.notes import arch_attr, write_study_note, write_trial_note
-from nas.storage import CONSTRAINTS_KEY, Recorder, counts_toward_budget
+from nas.notes import arch_attr, stored_arch, write_study_note, write_trial_note
+from nas.storage import CONSTRAINTS_KEY, SYSTEM_KEYS, Recorder, counts_toward_budget
 from nas.study import METRICS, Study
 from space import Arch
 from space.errors import NasError, SpecError
@@ -240,10 +240,11 @@ class StudySearcher(Searcher):
         """Pop the storage's next enqueued trial: a named point (maybe outside the space) or a re-queued one."""
         self.queued -= 1
         trial = self.ostudy.ask()
-        attrs = {k: v for k, v in trial.user_attrs.items() if k in ("named", "retry_of", "in_space", "arch")}
+        attrs = {k: v for k, v in trial.user_attrs.items() if k in ("named", "retry_of", "in_space")}
+        text = stored_arch(self.rec.get(trial.number))  # a point outside the space carries its architecture
         try:
-            if "arch" in attrs and not trial.params:
-                arch = Arch.from_yaml(attrs["arch"])
+            if text and not trial.params:
+                arch = Arch.from_yaml(text)
             else:
                 arch = self.study.space.sample(trial)  # every parameter is fixed by the queue
         except SpecError as e:
@@ -258,7 +259,10 @@ class StudySearcher(Searcher):
         if self._settled(trial.number, None, arch, attrs):
             return None
         for k, v in more.items():
-            trial.set_user_attr(k, v)
+            if k in SYSTEM_KEYS:
+                self.rec.storage.set_trial_system_attr(self.rec.trial_id(trial.number), k, v)
+            else:
+                trial.set_user_attr(k, v)
         return _Live(trial.number, None, arch, attrs)
 
     def _adapted(self, arch: Arch) -> tuple[Arch, dict]:
@@ -322,7 +326,8 @@ class StudySearcher(Searcher):
         dashboard's best trials would list the architecture once per copy (the sampler's copy still sees COMPLETE).
         """
         copied = {k: v for k, v in original.user_attrs.items() if k not in ("named", "retry_of", "in_space")}
-        copied.update({k: attrs[k] for k in ("named", "retry_of") if k in attrs}, duplicate_of=original.number)
+        copied.update({k: attrs[k] for k in ("named", "retry_of") if k in attrs}, duplicate_of=original.number,
+                      arch=attrs.get("arch") or stored_arch(original))
         state = original.state
         if state == TrialState.COMPLETE:
             state, copied["status"] = TrialState.PRUNED, "duplicate"

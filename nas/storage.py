@@ -25,15 +25,15 @@ import optuna
 import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.notes import arch_attr
+from nas.notes import arch_attr, stored_arch
 from nas.study import Study
 from space.errors import NasError
 
 INTERRUPTED = "interrupted (the search stopped while it ran); re-queued"
 CONSTRAINTS_KEY = "constraints"  # Optuna's system attribute, in the list form optuna-dashboard reads too
 # Bulky per-trial records kept as system attributes: the dashboard's attribute tables stay one line per trial (the
-# trial's note shows them).
-SYSTEM_KEYS = ("history",)
+# trial's note shows them). Read the architecture with `nas.notes.stored_arch`.
+SYSTEM_KEYS = ("history", "arch")
 
 
 def storage_of(study: Study) -> optuna.storages.RDBStorage:
@@ -170,11 +170,18 @@ class Recorder:
 
     def requeue(self, t: FrozenTrial) -> None:
         """Enqueue trial `t` again (its parameters, or its architecture when it has none) and mark it interrupted."""
-        keep = {k: t.user_attrs[k] for k in ("named", "arch", "in_space") if k in t.user_attrs
-                and (k == "named" or not t.params)}
-        self.ostudy.enqueue_trial(t.params, user_attrs={**keep, "retry_of": t.number})
+        keep = {k: t.user_attrs[k] for k in ("named", "in_space")
+                if k in t.user_attrs and (k == "named" or not t.params)}
+        self.enqueue(t.params, {**keep, "retry_of": t.number}, None if t.params else stored_arch(t))
         self.finish(t.number, TrialState.FAIL, None, {"fail_reason": INTERRUPTED, "interrupted": True,
                                                       "status": "interrupted"})
+
+    def enqueue(self, params: dict[str, Any], user_attrs: dict[str, Any], arch: str | None = None) -> None:
+        """Enqueue a trial with fixed `params`; `arch` (for a point outside the space) goes to its system attributes."""
+        self.ostudy.enqueue_trial(params, user_attrs=user_attrs)
+        if arch is not None:  # one driver per study: the newest waiting trial is the one just enqueued
+            waiting = self.ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING,))[-1]
+            self.storage.set_trial_system_attr(waiting._trial_id, "arch", arch)
 
     def seed_named(self) -> list[str]:
         """Enqueue the named points that have no trial yet (all of them in a new study, new ones on resume).
@@ -187,10 +194,9 @@ class Recorder:
             if arch.name in have:
                 continue
             if self.study.space.contains_arch(arch)[0]:
-                self.ostudy.enqueue_trial(self.study.space.encode(arch), user_attrs={"named": arch.name})
+                self.enqueue(self.study.space.encode(arch), {"named": arch.name})
             else:
-                self.ostudy.enqueue_trial({}, user_attrs={"named": arch.name, "arch": arch_attr(arch),
-                                                          "in_space": False})
+                self.enqueue({}, {"named": arch.name, "in_space": False}, arch_attr(arch))
             out.append(arch.name or arch.hash)
         return out
 

@@ -20,7 +20,7 @@ from torch import nn
 
 import space
 from space.arch import Arch
-from space.errors import NasError
+from space.errors import NasError, did_you_mean
 from space.zoo import MODELS, ZOO_PATH_ENV, entry_names, find_entry, zoo_dirs
 
 WEIGHTS = "weights.safetensors"
@@ -62,8 +62,10 @@ def load_entry(name_or_path: str | Path) -> Entry:
         found = find_entry(str(name_or_path))
         if found is None:
             where = ", ".join(str(d) for d in zoo_dirs())
-            raise ZooError(f"no zoo entry '{name_or_path}' (searched {where}); give the entry's folder, add the "
-                           f"folder that holds it to ${ZOO_PATH_ENV}, or export one with 'nas export'")
+            hint = did_you_mean(str(name_or_path), list_models())
+            raise ZooError(f"no zoo entry '{name_or_path}' (searched {where}); " + (f"{hint} " if hint else "")
+                           + f"give the entry's folder, add the folder that holds it to ${ZOO_PATH_ENV}, or export "
+                           "one with 'nas export'")
         path = found
     path = path.resolve()  # the config's weight file must be found from any working directory
     config_file = path / "config.json"
@@ -88,10 +90,15 @@ def create_model(name: str | Path, *, pretrained: bool = False, deploy: bool = F
         if pretrained:
             raise ZooError(f"'{name}' is a built-in named point without weights (nas never downloads weights); "
                            "export a trained entry with 'nas export --train' or use pretrained=False")
-        return space.create_model(str(name), deploy=deploy, num_classes=num_classes or 1000, **kwargs)
+        model = space.create_model(str(name), deploy=deploy, num_classes=num_classes or 1000, **kwargs)
+        model.pretrained_cfg = {**named_cfg(str(name)), "num_classes": num_classes or 1000}
+        return model
     path = Path(name).expanduser()
-    if not (path / "arch.yaml").is_file() and find_entry(str(name)) is None and not path.is_dir() and not pretrained:
-        return space.create_model(str(path), deploy=deploy, num_classes=num_classes or 1000, **kwargs)  # arch file
+    if path.is_file() or path.suffix in (".yaml", ".yml", ".json"):  # an architecture file: no weights
+        if pretrained:
+            raise ZooError(f"{name}: an architecture file has no weights; give a trained zoo entry's name or folder, "
+                           "or use pretrained=False")
+        return space.create_model(str(path), deploy=deploy, num_classes=num_classes or 1000, **kwargs)
     entry = load_entry(name)
     own_classes = int(entry.config.get("num_classes", 1000))
     model = space.create_model(entry.arch, num_classes=own_classes, in_chans=int(entry.config.get("in_chans", 3)),
@@ -126,34 +133,79 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def pretrained_cfg(entry: Entry) -> dict[str, Any]:
-    """The entry's config in the PyTorch image-model `pretrained_cfg` conventions."""
+    """The entry's config in the PyTorch image-model `pretrained_cfg` conventions (sizes and statistics as tuples)."""
     c = entry.config
     size = int(c.get("input_size", [3, 224, 224])[-1])
+    mean, std = c.get("mean"), c.get("std")
     return {
         "architecture": entry.name, "num_classes": c.get("num_classes", 1000),
-        "input_size": c.get("input_size", [3, size, size]), "mean": c.get("mean"), "std": c.get("std"),
+        "input_size": tuple(c.get("input_size", [3, size, size])), "mean": tuple(mean) if mean else None,
+        "std": tuple(std) if std else None,
         "interpolation": c.get("interpolation", "bilinear"), "crop_pct": c.get("crop_pct", 1.0),
         "classifier": c.get("classifier", "head.fc"), "first_conv": c.get("first_conv"),
         "file": str(entry.path / WEIGHTS) if entry.trained else None,
     }
 
 
-def register_with_timm(names: list[str] | None = None) -> list[str]:
-    """Register zoo entries as timm models (when timm is installed): `timm.create_model(NAME, pretrained=True)`."""
+# timm files registered models under their function's module, and appends them to that module's __all__ and reads its
+# default_cfgs: a module of their own keeps nas.zoo's public surface as it is.
+TIMM_MODULE = "nas.zoo_timm"
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def register_with_timm(names: list[str] | None = None, *, prefix: str = "") -> list[str]:
+    """Register zoo entries (default: every one on the search path) or named points as timm models; return the names.
+
+    Each is registered as `prefix + name` with its pretrained config, so `timm.create_model(NAME, pretrained=True)`
+    loads the entry's weights and `timm.data.resolve_data_config(model=model)` finds its input size, mean and std. A
+    name timm already has (the named point `resnet18`, say) is refused unless `prefix` sets it apart, e.g. "nas_".
+    """
+    import sys
+    import types
+
     try:
-        from timm.models import register_model as timm_register
+        import timm.models
     except ImportError as e:
         raise NasError("timm is not installed; `pip install timm` to register zoo entries with it") from e
+    mod = sys.modules.get(TIMM_MODULE)
+    if mod is None:
+        mod = sys.modules[TIMM_MODULE] = types.ModuleType(TIMM_MODULE, "nas zoo entries registered with timm")
+        mod.default_cfgs, mod.__all__ = {}, []
     done = []
-    for name in names or entry_names():
+    for name in (entry_names() if names is None else names):
+        key = prefix + name
+        if timm.models.is_model(key) and key not in mod.default_cfgs:
+            raise NasError(f"'{key}' is a timm model already; register it under a prefix, e.g. "
+                           f"register_with_timm([{name!r}], prefix='nas_') for timm.create_model('nas_{name}')")
+        cfg = {k: v for k, v in _cfg_of(name).items() if k != "architecture" and v is not None}
+        mod.default_cfgs[key] = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
+
         def make(pretrained: bool = False, _name: str = name, **kwargs: Any) -> nn.Module:
+            for timm_only in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):  # timm's own loading options
+                kwargs.pop(timm_only, None)
             return create_model(_name, pretrained=pretrained, **kwargs)
 
-        make.__name__ = name
-        make.__module__ = "nas.zoo"
-        timm_register(make)
-        done.append(name)
+        make.__name__ = make.__qualname__ = key
+        make.__module__ = TIMM_MODULE
+        make.__doc__ = f"nas zoo '{name}' (pretrained=True loads an exported entry's weights)."
+        timm.models.register_model(make)
+        done.append(key)
     return done
+
+
+def _cfg_of(name: str) -> dict[str, Any]:
+    """The pretrained config of an entry or a named point."""
+    if name in MODELS:
+        return named_cfg(name)
+    return pretrained_cfg(load_entry(name))
+
+
+def named_cfg(name: str) -> dict[str, Any]:
+    """A built-in named point's config: its own input size, ImageNet's classes, mean and std; no weights."""
+    size = MODELS.get(name).default_input
+    return {"architecture": name, "num_classes": 1000, "input_size": (3, size, size), "mean": IMAGENET_MEAN,
+            "std": IMAGENET_STD, "interpolation": "bilinear", "crop_pct": 0.875, "classifier": "head.fc",
+            "first_conv": None, "file": None}
 
 
 # -- writing entries ------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import ray
 import yaml
 from optuna.trial import TrialState
 
+from nas.notes import stored_arch
 from nas.search import front, named_standing, run_search
 from nas.study import Study
 from nas.trial import Job, Reporter
@@ -95,7 +96,7 @@ def test_seeds_pruning_constraints_and_failures(local_ray: None, tmp_path: Path)
                                                                "seed_crashes", "seed_low"]
     assert [t.number for t in sorted(trials, key=lambda t: t.datetime_start)][:6] == list(range(6))
     ok, raises, nan, resnet = trials[:4]
-    assert ok.state == TrialState.COMPLETE and ok.user_attrs["feasible"] and "basic" in ok.user_attrs["arch"]
+    assert ok.state == TrialState.COMPLETE and ok.user_attrs["feasible"] and "basic" in stored_arch(ok)
     assert raises.state == TrialState.FAIL and raises.user_attrs["fail_reason"] == "RuntimeError: boom"
     assert nan.state == TrialState.FAIL and nan.user_attrs["fail_reason"] == "non-finite metric: accuracy is nan"
     # Outside the space: evaluated from its stored architecture; too many parameters: recorded, not trained.
