@@ -37,6 +37,7 @@ from torch import nn
 import space
 from nas.fileio import atomic_write
 from nas.format import human
+from nas.notes import stored_arch
 from nas.report import md_table, state_of
 from nas.study import Study
 from nas.zoo import WEIGHTS, ZooError, read_weights, write_entry
@@ -85,12 +86,13 @@ def get_trial(study: Study, ostudy: optuna.Study, number: int) -> FrozenTrial:
     if t.state == TrialState.FAIL:
         reason = t.user_attrs.get("fail_reason", "no reason recorded")
         raise NasError(f"{where}: trial {number} {state} ({reason}); only complete trials can be exported")
-    if t.state == TrialState.PRUNED and state != "infeasible":  # an infeasible one is exported with a warning
+    # An infeasible one is exported with a warning; a duplicate (stored PRUNED) stands for its complete original.
+    if t.state == TrialState.PRUNED and state not in ("infeasible", "complete"):
         raise NasError(f"{where}: trial {number} was pruned (stopped early after {t.user_attrs.get('epochs', '?')} of "
                        f"{t.user_attrs.get('planned_epochs', '?')} epochs); only complete trials can be exported")
     if t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
         raise NasError(f"{where}: trial {number} is {state}, not finished; wait for it or pick a complete trial")
-    if "arch" not in t.user_attrs:
+    if stored_arch(t) is None:
         raise NasError(f"{where}: trial {number} has no stored architecture (not made by 'nas search')")
     return t
 
@@ -111,7 +113,7 @@ def best_under_latency(study: Study, ostudy: optuna.Study, limit_ms: float) -> F
     if "latency_ms" not in study.metrics() or "accuracy" not in study.metrics():
         raise NasError(f"{where} does not measure both accuracy and latency_ms; use --trial N or --pareto")
     ok = [t for t in ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-          if t.user_attrs.get("feasible", True) and t.user_attrs.get("trained", True) and "arch" in t.user_attrs
+          if t.user_attrs.get("feasible", True) and t.user_attrs.get("trained", True) and stored_arch(t) is not None
           and isinstance(t.user_attrs.get("latency_ms"), (int, float)) and "accuracy" in t.user_attrs]
     under = [t for t in ok if t.user_attrs["latency_ms"] <= limit_ms]
     if not under:
@@ -137,7 +139,7 @@ def entry_name(study: Study, t: FrozenTrial, name: str | None, *, several: bool)
 def trial_arch(t: FrozenTrial) -> Arch:
     """The architecture the trial sampled (its named tag kept), from the YAML the engine stored on it."""
     try:
-        return Arch.from_yaml(t.user_attrs["arch"], source=f"trial {t.number}")
+        return Arch.from_yaml(stored_arch(t), source=f"trial {t.number}")
     except SpecError as e:
         raise NasError(f"trial {t.number}: its stored architecture no longer builds ({e})") from None
 

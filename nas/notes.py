@@ -1,10 +1,11 @@
-"""What optuna-dashboard shows for a trial: a Markdown note, and the compact architecture attribute.
+"""What optuna-dashboard shows for a trial: a Markdown note; and where the trial's architecture is stored.
 
 Each finished trial gets a note (optuna-dashboard's notes: Markdown kept in the study's system attributes, rewritten
 when something changes, e.g. when seed repeats are stored) with the architecture as a stage table, the figures with
 their units and the network and fidelity they are of, the latency settings and device fingerprint, and the accuracy's
-seed spread. The `arch` user attribute is one line of YAML flow style (which `Arch.from_yaml` reads), so the dashboard's
-attribute tables stay one row per trial; the readable form is the note's table.
+seed spread. The architecture itself (one line of YAML flow style, which `Arch.from_yaml` reads) is a trial *system*
+attribute `arch`: as a user attribute, even one line wraps into rows hundreds of pixels tall in the dashboard's tables.
+Read it with `stored_arch`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ COST_UNITS = {"params": "parameters", "macs": "multiply-accumulates per image", 
 def arch_attr(arch: Arch) -> str:
     """The `arch` user attribute: one line of YAML flow style (`{name: .., stem: {..}, stages: [..], head: {..}}`)."""
     return yaml.safe_dump(arch.to_dict(), default_flow_style=True, sort_keys=False, width=math.inf).strip()
+
+
+def stored_arch(t: Any) -> str | None:
+    """A trial's architecture text: its `arch` system attribute (in studies made before it: the user attribute)."""
+    return t.system_attrs.get("arch") or t.user_attrs.get("arch")
 
 
 def accuracy_step(val_images: Any) -> str:
@@ -67,7 +73,7 @@ def trial_note(study: Study, t: FrozenTrial, repeats: dict[str, dict[int, dict]]
         out += ["Validation accuracy per epoch: " + ", ".join(f"{float(v):.4f}" for v in history), ""]
     out += _latency(study, a)
     out += _seeds(t, repeats or {})
-    out += _architecture(a.get("arch"))
+    out += _architecture(stored_arch(t))
     return "\n".join(out).rstrip() + "\n"
 
 

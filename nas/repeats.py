@@ -187,7 +187,7 @@ def run_repeats(study: Study, ostudy: optuna.Study, trials: list[FrozenTrial], s
     Each result is stored as soon as it arrives. A repeat that fails is reported and left missing (run again to
     retry).
     """
-    from nas.notes import refresh_arch_notes
+    from nas.notes import refresh_arch_notes, stored_arch
     from nas.search import _concurrency, _ray
     from nas.trial import Job
 
@@ -212,7 +212,7 @@ def run_repeats(study: Study, ostudy: optuna.Study, trials: list[FrozenTrial], s
         while queue or pending:
             while queue and len(pending) < slots:
                 t, k = queue.pop(0)
-                pending[task.remote(t.user_attrs["arch"], job_ref, k)] = (t, k)
+                pending[task.remote(stored_arch(t), job_ref, k)] = (t, k)
             ready, _ = ray.wait(list(pending), num_returns=1)
             t, k = pending.pop(ready[0])
             try:

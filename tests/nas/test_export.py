@@ -18,6 +18,7 @@ import space
 from nas import zoo
 from nas.cli import main
 from nas.export import ExportOptions, export, get_trial, parse_latency, train_config, trial_model
+from nas.notes import stored_arch
 from nas.report import load_results, write_report
 from tests.nas.test_report import Recording, filled
 
@@ -78,7 +79,7 @@ def test_pareto_export_gives_the_trial_models(study_dir: Path, capsys: pytest.Ca
         mine = zoo.create_model(name)
         mine.load_state_dict(ref.state_dict(), strict=True)
         assert torch.equal(outputs(mine), outputs(ref))
-        assert entry.arch == space.Arch.from_yaml(t.user_attrs["arch"]).scaled(0.25)
+        assert entry.arch == space.Arch.from_yaml(stored_arch(t)).scaled(0.25)
         assert entry.arch.hash == entry.config["arch_hash"] and entry.arch.name == name
         card = (entry.path / "README.md").read_text()
         assert "**Untrained**" in card and f"trial #{n[key]} of study `tiny`" in card

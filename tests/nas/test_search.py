@@ -100,8 +100,7 @@ def test_seeds_pruning_constraints_and_failures(local_ray: None, tmp_path: Path)
     assert raises.state == TrialState.FAIL and raises.user_attrs["fail_reason"] == "RuntimeError: boom"
     assert nan.state == TrialState.FAIL and nan.user_attrs["fail_reason"] == "non-finite metric: accuracy is nan"
     # Outside the space: evaluated from its stored architecture; too many parameters: recorded, not trained.
-    assert resnet.params == {} and resnet.user_attrs["in_space"] is False and "name: resnet18" in resnet.user_attrs[
-        "arch"]
+    assert resnet.params == {} and resnet.user_attrs["in_space"] is False and "name: resnet18" in stored_arch(resnet)
     assert resnet.state == TrialState.COMPLETE and resnet.user_attrs["feasible"] is False
     assert resnet.user_attrs["epochs"] == 0 and resnet.values[0] == 0.0 and resnet.system_attrs["constraints"][0] > 0
     crashed = trials[4]  # the worker died: failed with Ray's error, and the search went on
@@ -121,7 +120,7 @@ def test_seeds_pruning_constraints_and_failures(local_ray: None, tmp_path: Path)
                            for t in invalid)
     for t in trials:  # every trial that reported carries its architecture, identity and measurements
         if "hash" in t.user_attrs and t is not crashed:
-            assert {"arch", "hash", "params", "macs", "latency_ms"} <= set(t.user_attrs)
+            assert {"hash", "params", "macs", "latency_ms"} <= set(t.user_attrs) and stored_arch(t)
 
     standing = {row["named"]: row["standing"] for row in named_standing(ostudy)}
     assert standing["resnet18"].startswith("infeasible: params") and standing["seed_raises"].startswith("failed")
