@@ -37,19 +37,49 @@ SYSTEM_KEYS = ("history", "arch")
 
 
 def storage_of(study: Study) -> optuna.storages.RDBStorage:
-    """The study's RDB storage; a SQLite file is put in WAL mode (see `_sqlite_pragmas`)."""
+    """The study's RDB storage; a SQLite file is checked first and put in WAL mode (see `_sqlite_pragmas`)."""
     sqlite = study.storage.startswith("sqlite")
     if study.storage.startswith("sqlite:///"):
-        Path(study.storage[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        _check_sqlite_file(study, Path(study.storage[len("sqlite:///"):].split("?", 1)[0]))
     try:
         storage = optuna.storages.RDBStorage(study.storage,
                                              engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else {})
     except Exception as e:  # SQLAlchemy raises a variety of errors for a bad URL or an unreachable server
-        raise NasError(f"{study.source}: storage {study.storage}: cannot open it ({type(e).__name__}: {e})") from None
+        cause = str(getattr(e, "orig", None) or e).splitlines()[0]  # the driver's message, without SQL and web link
+        raise NasError(f"{study.source}: storage {study.storage}: cannot open it ({cause}); check the URL, and that "
+                       "the database server is running and reachable") from None
     if sqlite:
         sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
         storage.engine.dispose()  # reconnect, so every pooled connection has the pragmas
     return storage
+
+
+def _check_sqlite_file(study: Study, path: Path) -> None:
+    """A SQLite storage file that exists must be a sound database; its folder is made when missing."""
+    import sqlite3
+
+    where = f"{study.source}: storage {path}"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise NasError(f"{where}: a folder where the database file belongs; set `storage:` to a file path")
+        if not path.exists():
+            return
+        with contextlib.closing(sqlite3.connect(path, timeout=60)) as db:
+            verdict = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+    except sqlite3.OperationalError as e:  # not damage: busy, or not openable by this user
+        if "locked" in str(e) or "busy" in str(e):
+            return  # a writer holds it; opening the storage waits for it as usual
+        raise NasError(f"{where}: cannot open it ({e}); check that this user can read and write it and its folder"
+                       ) from None
+    except sqlite3.DatabaseError as e:
+        verdict = str(e)
+    except OSError as e:
+        raise NasError(f"{where}: {e.strerror or e}; set `storage:` to a path this user can create and write"
+                       ) from None
+    if verdict != "ok":
+        raise NasError(f"{where}: damaged SQLite database ({verdict.splitlines()[0]}); its trials cannot be read: "
+                       "restore it from a backup, or move it aside to start the search over")
 
 
 def _sqlite_pragmas(connection: Any, record: Any) -> None:
