@@ -91,9 +91,9 @@ def load_data(cfg: DataConfig, device: str | torch.device = "cpu") -> Data:
     if cfg.name in ("digits", "mnist5k", "cluttered_digits", "cluttered_mnist5k"):
         x, y = _digits() if cfg.name.endswith("digits") else _mnist5k()
         (xt, yt), (xv, yv) = _split(x, y, cfg)
-        if cfg.name in CLUTTER:
-            g = torch.Generator().manual_seed(cfg.seed)
-            xt, xv = clutter(xt, CLUTTER[cfg.name], g), clutter(xv, CLUTTER[cfg.name], g)
+        if cfg.name in CLUTTER:  # one generator per split: the validation canvases do not depend on limit_train
+            xt = clutter(xt, CLUTTER[cfg.name], torch.Generator().manual_seed(2 * cfg.seed))
+            xv = clutter(xv, CLUTTER[cfg.name], torch.Generator().manual_seed(2 * cfg.seed + 1))
         data = _finish(xt, yt, xv, yv, 10, cfg, hflip=False)
     elif cfg.name in ("cifar10", "cifar100"):
         (xt, yt), (xv, yv), classes = _cifar(cfg)

@@ -140,6 +140,8 @@ def test_cluttered_digits_hold_the_digits_images() -> None:
     corners = [windows_holding(canvases[i], digits[i]) for i in range(10)]
     assert all(corners)
     assert len({cs[0] for cs in corners}) > 3  # at random places
+    fewer = load_data(DataConfig(name="cluttered_digits", resolution=24, limit_train=20, limit_val=20))
+    assert torch.allclose(raw(fewer.x_val, fewer.mean, fewer.std), raw(d.x_val, d.mean, d.std), atol=1e-5)  # same val
 
 
 def test_cluttered_mnist5k_shape() -> None:
