@@ -15,8 +15,8 @@ whose scope overlaps it pauses, and holds them paused while it runs; trials on o
 
 A paused trial stops between two optimizer steps (an optimizer step pre-hook checks for a waiting measurement every
 `POLL_SECONDS`) or at the end of an epoch (`breathe()`), so a measurement waits about one training step, not one
-epoch. The locks are files (`flock`) in `lock_dir()`, one gate and one busy file per name: the gate gives a waiting
-measurement priority, so no busy section starts while it waits. `QuietLock.quiet()` without a scope is node-wide:
+epoch. The locks are files (`flock`) in `lock_dir()`, three per name (see `QuietLock`): a waiting measurement has
+priority, no busy section on its names starts while it waits. `QuietLock.quiet()` without a scope is node-wide:
 it waits for every busy section on the machine (what `nas` did before scopes).
 """
 
@@ -214,7 +214,14 @@ def _ray_gpus() -> list[str]:
 
 # -- the lock ---------------------------------------------------------------------------------------------------------
 class QuietLock:
-    """Scoped reader/writer locks on files: busy sections share the names they use, a measurement takes its alone."""
+    """Scoped reader/writer locks on files: busy sections share the names they use, a measurement takes its alone.
+
+    Per name, three files: `want` (a measurement holds it shared from the moment it asks: busy sections look at it
+    to pause, and never lock it otherwise), `gate` (held exclusively by the measurement; a section that sees a
+    wanted name waits on it before entering again) and `busy` (shared by sections, exclusive for the measurement).
+    Every party takes its locks in one order (gates before busy files, names sorted) and a section waits on a gate
+    only while it holds nothing, so no two of them can wait for each other in a cycle.
+    """
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
@@ -225,29 +232,31 @@ class QuietLock:
         """The locks of this machine (see `lock_dir`)."""
         return cls(lock_dir())
 
-    def _open(self, names: Iterable[str]) -> list[tuple[IO[str], IO[str]]]:
-        return [(open(self.directory / f"{n}.gate", "a"), open(self.directory / f"{n}.busy", "a"))
-                for n in sorted(set(names))]  # one global order: no two lockers wait for each other in a cycle
+    def _open(self, names: Iterable[str]) -> list[_Name]:
+        return [_Name(*(open(self.directory / f"{n}.{kind}", "a") for kind in ("want", "gate", "busy")))
+                for n in sorted(set(names))]
 
     @contextlib.contextmanager
     def quiet(self, scope: Iterable[str] | None = None) -> Iterator[None]:
         """Make `scope` quiet (None: the whole node): wait for overlapping busy sections to pause, keep them paused."""
-        files = self._open([NODE] if scope is None else scope)
+        names = self._open([NODE] if scope is None else scope)
         locked: list[IO[str]] = []
         try:
-            for gate, _ in files:
-                fcntl.flock(gate, fcntl.LOCK_EX)
-                locked.append(gate)
-            for _, busy in files:
-                fcntl.flock(busy, fcntl.LOCK_EX)
-                locked.append(busy)
+            for n in names:
+                fcntl.flock(n.want, fcntl.LOCK_SH)
+                locked.append(n.want)
+            for n in names:
+                fcntl.flock(n.gate, fcntl.LOCK_EX)
+                locked.append(n.gate)
+            for n in names:
+                fcntl.flock(n.busy, fcntl.LOCK_EX)
+                locked.append(n.busy)
             yield
         finally:
             for f in reversed(locked):
                 fcntl.flock(f, fcntl.LOCK_UN)
-            for gate, busy in files:
-                gate.close()
-                busy.close()
+            for n in names:
+                n.close()
 
     @contextlib.contextmanager
     def busy(self, scope: Iterable[str] = (), *, sync: Callable[[], None] | None = None) -> Iterator[_Busy]:
@@ -267,28 +276,44 @@ class QuietLock:
             section.close()
 
 
-class _Busy:
-    """A busy section: shared locks on its names, taken through their gates."""
+@dataclass
+class _Name:
+    want: IO[str]
+    gate: IO[str]
+    busy: IO[str]
 
-    def __init__(self, files: list[tuple[IO[str], IO[str]]], sync: Callable[[], None] | None = None):
-        self.files, self.sync = files, sync
+    def wanted(self) -> bool:
+        """Whether a measurement asks for this name (holds `want`)."""
+        try:
+            fcntl.flock(self.want, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(self.want, fcntl.LOCK_UN)
+        return False
+
+    def close(self) -> None:
+        for f in (self.want, self.gate, self.busy):
+            f.close()
+
+
+class _Busy:
+    """A busy section: shared locks on its names."""
+
+    def __init__(self, names: list[_Name], sync: Callable[[], None] | None = None):
+        self.names, self.sync = names, sync
         self.inside = False
         self.next_poll = 0.0
         self.waited = 0.0  # seconds spent paused for measurements (bench/quiet_overhead.py reads it)
 
     def enter(self) -> None:
-        """Take the shared locks; passes only when no measurement waits at a gate of this section."""
+        """Take the shared locks, after any measurement that asks for one of the names is done."""
         start = time.perf_counter()
-        gates: list[IO[str]] = []
-        try:
-            for gate, _ in self.files:
-                fcntl.flock(gate, fcntl.LOCK_EX)
-                gates.append(gate)
-            for _, busy in self.files:
-                fcntl.flock(busy, fcntl.LOCK_SH)
-        finally:
-            for gate in reversed(gates):
-                fcntl.flock(gate, fcntl.LOCK_UN)
+        for n in self.names:
+            if n.wanted():  # a measurement waits or runs: it holds the gate until it is done
+                fcntl.flock(n.gate, fcntl.LOCK_SH)
+                fcntl.flock(n.gate, fcntl.LOCK_UN)
+        for n in self.names:
+            fcntl.flock(n.busy, fcntl.LOCK_SH)
         self.inside = True
         self.waited += time.perf_counter() - start
 
@@ -297,28 +322,27 @@ class _Busy:
         if self.inside:
             if self.sync is not None:
                 self.sync()
-            for _, busy in self.files:
-                fcntl.flock(busy, fcntl.LOCK_UN)
-            self.inside = False
+            self.inside = False  # before the unlock: once unlocked, a measurement may look
+            for n in self.names:
+                fcntl.flock(n.busy, fcntl.LOCK_UN)
 
     def breathe(self) -> None:
-        """Step out and back in, so that a measurement waiting at a gate goes first."""
+        """Step out and back in, so that a measurement asking for one of the names goes first."""
         self.leave()
         self.enter()
 
     def poll(self) -> None:
-        """Breathe if a measurement waits at a gate of this section (checked at most every POLL_SECONDS)."""
+        """Breathe if a measurement asks for one of the names (checked at most every POLL_SECONDS)."""
         now = time.monotonic()
         if now < self.next_poll or not self.inside:
             return
         self.next_poll = now + POLL_SECONDS
-        if any(_held(gate) for gate, _ in self.files):
+        if any(n.wanted() for n in self.names):
             self.breathe()
 
     def close(self) -> None:
-        for gate, busy in self.files:
-            gate.close()
-            busy.close()
+        for n in self.names:
+            n.close()
 
 
 class _NoBusy:
@@ -329,16 +353,6 @@ class _NoBusy:
 
     def poll(self) -> None:
         pass
-
-
-def _held(gate: IO[str]) -> bool:
-    """Whether someone holds `gate` (a measurement waiting, or for an instant a busy section entering)."""
-    try:
-        fcntl.flock(gate, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    fcntl.flock(gate, fcntl.LOCK_UN)
-    return False
 
 
 def _step_hook(section: _Busy) -> Any:
