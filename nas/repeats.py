@@ -187,19 +187,40 @@ def run_repeats(study: Study, ostudy: optuna.Study, trials: list[FrozenTrial], s
     Each result is stored as soon as it arrives. A repeat that fails is reported and left missing (run again to
     retry).
     """
-    from nas.notes import refresh_arch_notes, stored_arch
-    from nas.search import _concurrency, _ray
+    from nas.notes import refresh_arch_notes
     from nas.trial import Job
 
     have = stored(ostudy)
     todo = [(t, k) for t in trials for k in range(1, seeds + 1) if k not in have.get(t.user_attrs["hash"], {})]
     if not todo:
         return 0
-    job = Job.from_study(study)
     log(f"repeats: training {len(todo)} more seed(s) of {len({t.number for t, _ in todo})} architecture(s) "
         f"({study.evaluator.describe_proxy()})")
+
+    def keep(t: FrozenTrial, k: int, record: dict) -> None:
+        ostudy.set_user_attr(f"{PREFIX}{t.user_attrs['hash']}:{k}", record)
+        try:  # the dashboard notes of the architecture's trials show the new spread
+            refresh_arch_notes(ostudy, study, t.user_attrs["hash"])
+        except Exception as e:
+            log(f"  #{t.number:<4d} cannot rewrite the dashboard note: {type(e).__name__}: {e}")
+        log(f"  #{t.number:<4d} repeat {k}: accuracy {record['accuracy']:.4f} (seed {record['seed']}, "
+            f"{record['seconds']:.1f} s)")
+
+    return train_many(study, Job.from_study(study), todo, keep, address=address, log=log)
+
+
+def train_many(study: Study, job: Any, todo: list[tuple[FrozenTrial, int]],
+               keep: Callable[[FrozenTrial, int, dict], None], *, address: str | None = None,
+               log: Log = print) -> int:
+    """Train each (trial's architecture, repeat index) with `job` as Ray tasks placed like the search's trials.
+
+    `keep` stores each result as it arrives (so an interrupted run loses nothing); a failed one is reported and
+    left out. Returns how many were kept.
+    """
     import ray
 
+    from nas.notes import stored_arch
+    from nas.search import _concurrency, _ray
     from nas.trial import repeat_accuracy
 
     done = 0
@@ -217,16 +238,10 @@ def run_repeats(study: Study, ostudy: optuna.Study, trials: list[FrozenTrial], s
             t, k = pending.pop(ready[0])
             try:
                 record = ray.get(ready[0])
-            except Exception as e:  # a failed repeat is reported, not stored: running again retries it
-                log(f"  #{t.number:<4d} repeat {k} failed: {type(e).__name__}: {' '.join(str(e).split())[-200:]}")
+            except Exception as e:  # a failed run is reported, not stored: running again retries it
+                log(f"  #{t.number:<4d} seed {k} failed: {type(e).__name__}: {' '.join(str(e).split())[-200:]}")
                 continue
             record["trial"] = t.number
-            ostudy.set_user_attr(f"{PREFIX}{t.user_attrs['hash']}:{k}", json.loads(json.dumps(record)))
+            keep(t, k, json.loads(json.dumps(record)))
             done += 1
-            try:  # the dashboard notes of the architecture's trials show the new spread
-                refresh_arch_notes(ostudy, study, t.user_attrs["hash"])
-            except Exception as e:
-                log(f"  #{t.number:<4d} cannot rewrite the dashboard note: {type(e).__name__}: {e}")
-            log(f"  #{t.number:<4d} repeat {k}: accuracy {record['accuracy']:.4f} (seed {record['seed']}, "
-                f"{record['seconds']:.1f} s)")
     return done

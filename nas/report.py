@@ -454,7 +454,59 @@ def summary(study: Study, ostudy: optuna.Study, df: pd.DataFrame) -> str:
         if dominated:
             out += ["", f"{len(dominated)} named architecture(s) dominated by a found network: "
                     + ", ".join(f"`{n}`" for n in dominated) + "."]
+    out += ["", "## Proxy fidelity", ""]
+    fidelity = latest_fidelity(ostudy)
+    if fidelity is None:
+        out.append(f"Not measured: how well the proxy ranks architectures like real training is unknown. Run "
+                   f"`nas fidelity {study.source}` to measure it.")
+    else:
+        from nas.proxy_fidelity import lines
+
+        out += [f"- {line}" for line in lines(fidelity)]
+        out += ["", "![proxy vs high-fidelity accuracy](fidelity.png)", ""]
+        rows = [[n, name, " / ".join(f"{a:.4f}" for a in pa), " / ".join(f"{a:.4f}" for a in ha)]
+                for n, name, pa, ha in zip(fidelity["trials"], fidelity["names"], fidelity["proxy_acc"],
+                                           fidelity["high_acc"])]
+        out += md_table(["trial", "named", "proxy accuracy (seeds)", "high-fidelity accuracy (seeds)"], rows)
     return "\n".join(out) + "\n"
+
+
+def latest_fidelity(ostudy: optuna.Study) -> dict | None:
+    """The study's last `nas fidelity` summary, or None."""
+    from nas.proxy_fidelity import latest
+
+    return latest(ostudy)
+
+
+def plot_fidelity(fidelity: dict) -> Figure:
+    """Proxy vs high-fidelity accuracy (seed means, bars: seed range) and the two rankings against the diagonal."""
+    import numpy as np
+
+    fig = Figure(figsize=(10, 4.6), dpi=110)
+    ax, rk = fig.subplots(1, 2)
+    p, h = np.array(fidelity["proxy_acc"], dtype=float), np.array(fidelity["high_acc"], dtype=float)
+    pm, hm = p.mean(axis=1), h.mean(axis=1)
+    ax.errorbar(pm, hm, xerr=[pm - p.min(axis=1), p.max(axis=1) - pm], yerr=[hm - h.min(axis=1), h.max(axis=1) - hm],
+                fmt="o", color="tab:blue", ecolor="tab:gray", capsize=2)
+    for x, y, n, name in zip(pm, hm, fidelity["trials"], fidelity["names"]):
+        ax.annotate(f"#{n}" + (f" {name}" if name else ""), (x, y), xytext=(4, 3), textcoords="offset points",
+                    fontsize=7)
+    ax.set_xlabel(f"proxy accuracy ({fidelity['proxy']})", fontsize=8)
+    ax.set_ylabel(f"high-fidelity accuracy ({fidelity['high_fidelity']})", fontsize=8)
+    ax.grid(True, alpha=0.3)
+    order_p, order_h = pm.argsort().argsort() + 1, hm.argsort().argsort() + 1
+    rk.scatter(order_p, order_h, color="tab:blue")
+    k = len(pm)
+    rk.plot([1, k], [1, k], color="tab:red", linestyle="--", linewidth=1, label="same order")
+    rk.set_xlabel("rank by proxy (1 = worst)", fontsize=8)
+    rk.set_ylabel("rank by high fidelity", fontsize=8)
+    rk.legend(fontsize=8, loc="upper left")
+    rk.grid(True, alpha=0.3)
+    tau = fidelity["tau"]
+    fig.suptitle(f"{fidelity['verdict']}\n{fidelity['seeds']} seed(s) per architecture; tau {tau[0]:.2f} "
+                 f"[{tau[1]:.2f}, {tau[2]:.2f}]", fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 def conditions_section(study: Study, df: pd.DataFrame) -> list[str]:
@@ -561,6 +613,10 @@ def write_report(study: Study, out: str | Path | None = None) -> Report:
     atomic_write(png, lambda p: fig.savefig(p, format="png", metadata=meta))
     text = summary(study, ostudy, df)
     atomic_write(md, lambda p: p.write_text(text))
+    fidelity = latest_fidelity(ostudy)
+    if fidelity is not None:
+        ffig = plot_fidelity(fidelity)
+        atomic_write(directory / "fidelity.png", lambda p: ffig.savefig(p, format="png"))
     return Report(directory=directory, csv=csv, png=png, summary=md, table=df, figure=fig,
                   front=[int(n) for n in df.loc[df["pareto"], "trial"]], running=bool((df["state"] == "running").any()))
 

@@ -12,10 +12,11 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shlex
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +83,7 @@ def run_search(study: Study, *, address: str | None = None, trials: int | None =
                 "(raise it with --trials or --minutes)")
             return Outcome(ostudy, interrupted=False, seconds=0.0, ran=0, recovered=recovered)
         interrupted = True
+        lost: str | None = None
         try:
             with _ray(address or study.address) as resources:
                 concurrency = study.concurrency or _concurrency(study, resources)
@@ -90,14 +92,95 @@ def run_search(study: Study, *, address: str | None = None, trials: int | None =
                     + (f" and {resources.get('GPU', 0):g} GPU(s)" if resources.get("GPU") else "")
                     + f"; storage {study.storage}")
                 interrupted = _fit(study, searcher, concurrency, evaluate, log, status_every)
+        except RayLost as e:
+            lost = str(e)
         finally:
             requeued = searcher.interrupt()
             interrupted = interrupted or requeued > 0
             with contextlib.suppress(Exception):
                 ostudy.set_user_attr("search_seconds", spent + time.monotonic() - start)
         log(status_line(searcher))
+        if lost is not None:
+            raise RayLost(f"{study.source}: Ray stopped under the search: {lost}; {requeued} running trial(s) "
+                          f"re-queued; resume with: {resume_command(study, address, trials, minutes)}")
         return Outcome(ostudy, interrupted=interrupted and not searcher.abort, seconds=time.monotonic() - start,
                        ran=searcher.counted - done_before, recovered=recovered, aborted=searcher.abort)
+
+
+class RayLost(NasError):
+    """The driver's own Ray went away during a search (its raylet or GCS exited): the search cannot go on here."""
+
+
+def resume_command(study: Study, address: str | None, trials: int | None, minutes: float | None) -> str:
+    """The `nas search` command that resumes this run (the same overrides, never --fresh)."""
+    words = ["nas", "search", study.source]
+    if address:
+        words += ["--address", address]
+    if trials is not None:
+        words += ["--trials", str(trials)]
+    if minutes is not None:
+        words += ["--minutes", f"{minutes:g}"]
+    return shlex.join(words)
+
+
+def ray_gone() -> str | None:
+    """Why this driver's Ray is gone (its local raylet or GCS exited, its node is dead), or None while it is up."""
+    node = getattr(ray._private.worker, "_global_node", None)  # a local Ray started by this process: its daemons
+    for kind in ("raylet", "gcs_server"):
+        for info in (getattr(node, "all_processes", None) or {}).get(kind, []):
+            code = info.process.poll() if info.process is not None else None
+            if code is not None:
+                how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+                return f"the local Ray's {kind} (pid {info.process.pid}) exited ({how})"
+    try:
+        me = ray.get_runtime_context().get_node_id()
+        alive = {n["NodeID"]: n["Alive"] for n in ray.nodes()}
+    except Exception as e:  # the GCS is gone (head node down): any call to it fails
+        return f"Ray's GCS cannot be reached ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+    if not alive.get(me, False):
+        return f"Ray marked this machine's node {me[:12]} dead (its raylet exited)"
+    return None
+
+
+WATCH_SECONDS = 2.0  # how often the driver checks that its Ray is still there
+
+
+class _Watch(tune.Callback):
+    """Checks between Ray Tune steps that the driver's Ray is up; once it is gone, `lost` says why."""
+
+    def __init__(self) -> None:
+        self.lost: str | None = None
+        self.last = time.monotonic()
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        """Probe Ray every WATCH_SECONDS."""
+        if self.lost is None and time.monotonic() - self.last >= WATCH_SECONDS:
+            self.last = time.monotonic()
+            self.lost = ray_gone()
+
+    def __reduce__(self) -> tuple:
+        return (_Watch, ())  # Ray Tune pickles its callbacks; the state is this run's only
+
+
+class _Stop(tune.Stopper):
+    """Ends the experiment when `should_stop()` says so (the searcher aborted, or Ray is gone)."""
+
+    def __init__(self, should_stop: Callable[[], bool]):
+        self.should_stop = should_stop
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        """Whether to end the experiment."""
+        return self.should_stop()
+
+    def __reduce__(self) -> tuple:
+        return (_Stop, (_never,))  # Ray Tune saves its stopper with the experiment; ours closes over the searcher
+
+
+def _never() -> bool:
+    return False
 
 
 def _budget_text(trials: int | None, minutes: float | None, done: int, spent: float) -> str:
@@ -124,6 +207,7 @@ def _concurrency(study: Study, resources: dict) -> int:
 def _ray(address: str | None) -> Iterator[dict]:
     """Connect to Ray: the session already open in this process, the cluster at `address`, or a new local one.
 
+    A new local Ray listens on the loopback interface only and starts no dashboard: nobody asked for a cluster.
     Only a Ray started here is shut down here (never `ray stop`: it kills every Ray process on the machine).
     """
     started = False
@@ -134,7 +218,8 @@ def _ray(address: str | None) -> Iterator[dict]:
         else:
             kwargs.update(address="local", include_dashboard=False)
         try:
-            ray.init(**kwargs)
+            with contextlib.nullcontext() if address else _loopback_only():
+                ray.init(**kwargs)
         except (ConnectionError, ValueError, RuntimeError) as e:
             raise NasError(f"cannot start or join Ray at {address or 'a new local instance'}: {e}") from None
         started = True
@@ -143,6 +228,33 @@ def _ray(address: str | None) -> Iterator[dict]:
     finally:
         if started:
             ray.shutdown()
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Make the Ray started inside use 127.0.0.1 as its node address, so every server it runs binds to loopback.
+
+    Ray's single-machine mode (its default on Windows and macOS, `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`) does exactly
+    this. The variable reaches the processes Ray starts; this process read it when it imported Ray, so the flag it
+    was turned into is set for the start too. (`_node_ip_address="127.0.0.1"` would be replaced by the machine's
+    address, and its servers would still listen on every interface.)
+    """
+    from ray._private import ray_constants
+
+    env, flag = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "ENABLE_RAY_CLUSTER"
+    saved_env, saved_flag = os.environ.get(env), getattr(ray_constants, flag, None)
+    os.environ[env] = "0"
+    if saved_flag is not None:
+        setattr(ray_constants, flag, False)
+    try:
+        yield
+    finally:
+        if saved_env is None:
+            os.environ.pop(env, None)
+        else:
+            os.environ[env] = saved_env
+        if saved_flag is not None:
+            setattr(ray_constants, flag, saved_flag)
 
 
 def _fit(study: Study, searcher: StudySearcher, concurrency: int, evaluate: Evaluate | None, log: Log,
@@ -156,13 +268,7 @@ def _fit(study: Study, searcher: StudySearcher, concurrency: int, evaluate: Eval
                                grace_period=es.grace_period, reduction_factor=es.reduction_factor)
                  if es is not None and job.epochs > es.grace_period else FIFOScheduler())
     callback = Progress(searcher, status_every, log)
-
-    class _Stop(tune.Stopper):
-        def __call__(self, trial_id: str, result: dict) -> bool:
-            return False
-
-        def stop_all(self) -> bool:
-            return searcher.abort is not None
+    watch = _Watch()
 
     # The RDB is the record: no per-trial result files, and no Ray Tune tables or resume hints on the terminal.
     env = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0"}
@@ -179,11 +285,19 @@ def _fit(study: Study, searcher: StudySearcher, concurrency: int, evaluate: Eval
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
                                         max_concurrent_trials=concurrency, reuse_actors=True,
                                         trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-            run_config=tune.RunConfig(name=study.name, storage_path=workdir, verbose=0, callbacks=[callback],
-                                      stop=_Stop(), failure_config=tune.FailureConfig(max_failures=0),
-                                      log_to_file=False),
+            run_config=tune.RunConfig(name=study.name, storage_path=workdir, verbose=0, callbacks=[callback, watch],
+                                      stop=_Stop(lambda: searcher.abort is not None or watch.lost is not None),
+                                      failure_config=tune.FailureConfig(max_failures=0), log_to_file=False),
         )
-        tuner.fit()
+        try:
+            tuner.fit()
+        except Exception:
+            gone = watch.lost or ray_gone()  # Ray Tune fails in many ways once Ray is gone: say that, not them
+            if gone is None:
+                raise
+            raise RayLost(gone) from None
+        if watch.lost is not None:
+            raise RayLost(watch.lost)
     finally:
         for q, level in zip(quiet, levels):
             q.setLevel(level)

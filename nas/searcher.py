@@ -144,7 +144,7 @@ REPORT_KEYS = ("status", "epochs", "planned_epochs", "seconds", "history", "node
                "latency_iqr_ms", "latency_loaded", "latency_load", "latency_cached", "latency_remeasured",
                "params_train", "macs_train", "setup_error", "seed", "repeat", "target_hash", "train_images",
                "val_images")
-MAX_IDLE_PROPOSALS = 500  # proposals in a row that are duplicates or invalid before the space counts as exhausted
+MAX_IDLE_PROPOSALS = 100  # proposals in a row that are duplicates or invalid before the space counts as exhausted
 
 
 class StudySearcher(Searcher):
@@ -208,14 +208,19 @@ class StudySearcher(Searcher):
     def suggest(self, trial_id: str) -> dict | str | None:
         """The next new architecture; invalid points and duplicates are told at once, without running."""
         while True:
-            if self.abort or self.exhausted():
+            if self.abort or (self.exhausted() and not self.live):
                 return Searcher.FINISHED
+            if self.exhausted():
+                return None  # not finished while trials run: one lost to a dead node or worker is re-queued
+            if self.idle >= MAX_IDLE_PROPOSALS and not self.queued:
+                if self.live:
+                    return None  # wait for the running trials instead of proposing their duplicates forever
+                self.abort = (f"the sampler proposed {self.idle} architectures in a row that were evaluated before "
+                              "or invalid: the space looks exhausted")
+                continue
             live = self._from_queue() if self.queued else self._sample()
             if live is None:
                 self.idle += 1
-                if self.idle >= MAX_IDLE_PROPOSALS and not self.live:
-                    self.abort = (f"the sampler proposed {self.idle} architectures in a row that were evaluated before "
-                                  "or invalid: the space looks exhausted")
                 continue
             self.idle = 0
             self.counted += 1  # the budget counts evaluations: a reused duplicate or a refused proposal is none
@@ -342,6 +347,8 @@ class StudySearcher(Searcher):
         if live is None:
             return
         tune_trial = self.tune_trials.pop(trial_id, None)
+        if (error or not result) and self._requeue_lost(live, tune_trial):
+            return
         try:
             state, values, attrs = self._outcome(result, error, tune_trial)
             self._record(live.number, live.mirror, state, values, attrs)
@@ -358,6 +365,32 @@ class StudySearcher(Searcher):
         for number, mirror, dup_attrs in self.waiting.pop(live.arch.hash, []):
             self._tell_duplicate(number, mirror, dup_attrs, frozen)
 
+    def _requeue_lost(self, live: _Live, tune_trial: Any) -> bool:
+        """Re-queue a trial whose worker or node died without a result; False when the loss is the architecture's.
+
+        Ray cannot tell a worker killed from outside (a node lost, the kernel's OOM killer, an operator) from one that
+        crashed by itself (a segfault in the trial), so a trial is re-queued once: lost again, it fails. A kill by
+        Ray's memory monitor is the trial's own memory use and fails at once.
+        """
+        reason = _error_text(tune_trial) or "the trial's worker stopped without a result"
+        if _out_of_memory(reason):
+            return False
+        previous = live.attrs.get("retry_of")
+        try:
+            if previous is not None and self.rec.get(int(previous)).user_attrs.get("lost_worker"):
+                return False  # its previous run was lost too: failed as a worker error
+            self.rec.storage.set_trial_user_attr(self.rec.trial_id(live.number), "lost_worker", reason)
+            self.rec.requeue(self.rec.get(live.number))
+        except Exception as e:  # the storage is gone: end the search with a message
+            self.abort = f"cannot re-queue trial {live.number} in {self.study.storage}: {type(e).__name__}: {e}"
+            return True
+        if live.mirror is not None:
+            self.sampling.tell(live.mirror, None, state=TrialState.FAIL)
+        self.queued += 1
+        self.counted -= 1  # the retry is counted when it runs
+        self.log(_line(live.number, "re-queued", f"its worker was lost ({reason})"))
+        return True
+
     def _note(self, number: int, frozen: FrozenTrial | None = None) -> None:
         """Write the trial's dashboard note (a failure to write it is logged, never the end of the search)."""
         try:
@@ -369,7 +402,7 @@ class StudySearcher(Searcher):
         if error or not result:
             reason = _error_text(tune_trial) or "the trial's worker stopped without a result"
             # Ray's memory monitor kills a worker with "OutOfMemoryError: ... node running low on memory".
-            kind = "out of memory" if "OutOfMemoryError" in reason or "low on memory" in reason else "worker error"
+            kind = "out of memory" if _out_of_memory(reason) else "worker error"
             return TrialState.FAIL, None, {"fail_reason": f"{kind}: {reason}", "status": "failed",
                                            "deterministic": False}
         unmeasured = set(result.get("unmeasured") or ())
@@ -419,6 +452,10 @@ class StudySearcher(Searcher):
         saved = json.loads(Path(checkpoint_path).read_text())
         if saved != {"storage": self.study.storage, "study": self.study.name}:
             raise NasError(f"searcher checkpoint {checkpoint_path} belongs to another study ({saved})")
+
+
+def _out_of_memory(reason: str) -> bool:
+    return "OutOfMemoryError" in reason or "low on memory" in reason
 
 
 def _error_text(tune_trial: Any) -> str:

@@ -18,7 +18,8 @@ import yaml
 from optuna.trial import TrialState
 
 from nas.notes import stored_arch
-from nas.search import front, named_standing, run_search
+from nas.search import counts_toward_budget, front, named_standing, run_search
+from nas.searcher import MAX_IDLE_PROPOSALS
 from nas.study import Study
 from nas.trial import Job, Reporter
 
@@ -88,8 +89,15 @@ def test_seeds_pruning_constraints_and_failures(local_ray: None, tmp_path: Path)
     assert not out.interrupted and out.ran == 16
     ostudy = optuna.load_study(study_name="t", storage=study.storage)
     trials = ostudy.trials
-    assert len(trials) == 16 and not [t for t in trials if not t.state.is_finished()]
-    assert ostudy.metric_names == ["accuracy", "latency_ms"]
+    assert not [t for t in trials if not t.state.is_finished()]
+    # The budget counts evaluations: refused invalid proposals and reused duplicates come on top of the 16.
+    invalid = [t for t in trials if t.user_attrs.get("invalid")]
+    duplicates = [t for t in trials if "duplicate_of" in t.user_attrs]
+    interrupted = [t for t in trials if t.user_attrs.get("interrupted")]  # re-queued, so run again
+    assert invalid and len(trials) == 16 + len(invalid) + len(duplicates) + len(interrupted)
+    assert sum(counts_toward_budget(t) for t in trials) == 16
+    assert ostudy.user_attrs["metrics"] == ["accuracy", "latency_ms"]
+    assert ostudy.metric_names == ["accuracy (target, 4 ep)", "latency_ms (target ×1 @16px, cpu b1 t1 eager)"]
 
     # The named points are the first trials, started before any sampled one.
     assert [t.user_attrs.get("named") for t in trials[:6]] == ["seed_ok", "seed_raises", "seed_nan", "resnet18",
@@ -101,41 +109,54 @@ def test_seeds_pruning_constraints_and_failures(local_ray: None, tmp_path: Path)
     assert nan.state == TrialState.FAIL and nan.user_attrs["fail_reason"] == "non-finite metric: accuracy is nan"
     # Outside the space: evaluated from its stored architecture; too many parameters: recorded, not trained.
     assert resnet.params == {} and resnet.user_attrs["in_space"] is False and "name: resnet18" in stored_arch(resnet)
-    assert resnet.state == TrialState.COMPLETE and resnet.user_attrs["feasible"] is False
-    assert resnet.user_attrs["epochs"] == 0 and resnet.values[0] == 0.0 and resnet.system_attrs["constraints"][0] > 0
-    crashed = trials[4]  # the worker died: failed with Ray's error, and the search went on
-    assert crashed.state == TrialState.FAIL and crashed.user_attrs["fail_reason"].startswith("worker error: ")
-    assert crashed.user_attrs["deterministic"] is False
+    # Never trained: stored PRUNED with what was measured, and no invented accuracy anywhere in the storage.
+    assert resnet.state == TrialState.PRUNED and resnet.user_attrs["feasible"] is False and resnet.values is None
+    assert resnet.user_attrs["status"] == "infeasible" and "accuracy" not in resnet.user_attrs
+    assert resnet.user_attrs["epochs"] == 0 and resnet.user_attrs["params"] > 200_000
+    assert resnet.user_attrs["adapted"] == "small-input stem"  # the same input adaptation as every network
+    untrained = [t for t in trials if t.user_attrs.get("trained") is False]
+    assert untrained and all(t.values is None and "accuracy" not in t.user_attrs for t in untrained)
+    # The worker died: re-queued once (Ray cannot tell a crash from a kill), failed with Ray's error when it died
+    # again, and the search went on.
+    crashed = trials[4]
+    assert crashed.state == TrialState.FAIL and crashed.user_attrs["interrupted"] and crashed.user_attrs["lost_worker"]
+    again = [t for t in trials if t.user_attrs.get("retry_of") == crashed.number]
+    assert len(again) == 1 and again[0].state == TrialState.FAIL and again[0].user_attrs["deterministic"] is False
+    assert again[0].user_attrs["fail_reason"].startswith("worker error: ")
 
     best = {t.number for t in front(ostudy)}
     assert best and best <= {t.number for t in trials if t.state == TrialState.COMPLETE and t.user_attrs["feasible"]}
-    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED and t.user_attrs.get("status") == "pruned"]
     assert pruned and all(not t.user_attrs.get("named") for t in pruned)
     low = trials[5]  # a baseline is trained for the whole budget, however poor its first epochs
     assert low.state == TrialState.COMPLETE and low.user_attrs["epochs"] == 4 and low.values[0] < 0.4
     for t in pruned:  # stopped early: partial accuracy kept as an attribute, never on the front
         assert t.number not in best and t.values is None and t.user_attrs["epochs"] < 4
-    invalid = [t for t in trials if t.user_attrs.get("fail_reason", "").startswith("invalid architecture")]
     assert invalid and all(t.state == TrialState.FAIL and "divisible by groups" in t.user_attrs["fail_reason"]
                            for t in invalid)
     for t in trials:  # every trial that reported carries its architecture, identity and measurements
-        if "hash" in t.user_attrs and t is not crashed:
+        if "hash" in t.user_attrs and t.number not in (crashed.number, again[0].number):
             assert {"hash", "params", "macs", "latency_ms"} <= set(t.user_attrs) and stored_arch(t)
 
-    standing = {row["named"]: row["standing"] for row in named_standing(ostudy)}
-    assert standing["resnet18"].startswith("infeasible: params") and standing["seed_raises"].startswith("failed")
-    assert any(line.startswith("  [status] 16 done") for line in lines)
+    standing = {row["network"]: row["standing"] for row in named_standing(ostudy, study)}
+    assert standing["resnet18 (small-input stem)"].startswith("infeasible: params")
+    assert standing["seed_raises"].startswith("failed")
+    assert any(line.startswith("  [status] 16 evaluated") and f"{len(invalid)} invalid proposal(s)" in line
+               for line in lines)
 
 
 def test_each_architecture_is_evaluated_once(local_ray: None, tmp_path: Path) -> None:
     space = {**SPACE, "stem": {"type": "conv", "width": [16, 20], "conv": {"kernel": 3, "stride": 1}},
              "stages": {"count": 1, "block": "basic", "depth": 1, "width": 16, "stride": 2}}
-    study = study_file(tmp_path, space=space, budget={"trials": 8}, early_stopping="off")
-    run_search(study, evaluate=toy, log=lambda line: None)
+    study = study_file(tmp_path, space=space, budget={"trials": 3}, early_stopping="off")
+    out = run_search(study, evaluate=toy, log=lambda line: None)
     trials = optuna.load_study(study_name="t", storage=study.storage).trials
-    originals = [t for t in trials if "duplicate_of" not in t.user_attrs]  # duplicates are stored PRUNED
-    assert len(trials) == 8 and all(t.state == TrialState.COMPLETE for t in originals)
+    assert all(t.state == TrialState.COMPLETE for t in trials if "duplicate_of" not in t.user_attrs)
     originals = [t for t in trials if "duplicate_of" not in t.user_attrs]
+    # Two architectures in the space and a budget of three evaluations: both are evaluated once, the reused
+    # duplicates do not count, and the search ends saying the space is exhausted instead of proposing forever.
+    assert len(originals) == 2 and len(trials) == 2 + MAX_IDLE_PROPOSALS
+    assert out.aborted and "the space looks exhausted" in out.aborted
     assert sorted(t.user_attrs["hash"] for t in originals) == sorted({t.user_attrs["hash"] for t in trials})
     for t in trials:
         if "duplicate_of" in t.user_attrs:

@@ -1,0 +1,188 @@
+"""`nas fidelity`: how well a study's proxy ranks architectures like the training that will really be done.
+
+Picks k finished trials (the front, named points, the rest spread over the proxy-accuracy range), trains each r times
+at a higher fidelity — by default the study's target network (target width and resolution, every training image) for
+more epochs — and compares the seed-mean accuracies with the proxy's (the proxy's extra seeds are the study's seed
+repeats, `nas.repeats`). Every run goes through Ray like the search and is stored in the study as soon as it ends
+(`fidelity:<setting>:<arch hash>:<seed>`), so an interrupted run continues where it stopped; the comparison
+(`nas.fidelity.compare`: Kendall tau and Spearman rho with bootstrap intervals, seed noise at both fidelities, top-k
+overlap, the verdict) is stored as `fidelity_summary:<setting>` and the setting last measured as `fidelity_latest`,
+which `nas report` and exported model cards show.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from nas.study import Network, Study
+from space.errors import NasError
+
+Log = Callable[[str], None]
+PREFIX = "fidelity:"
+SUMMARY = "fidelity_summary:"
+LATEST = "fidelity_latest"
+
+
+@dataclass(frozen=True)
+class HighFidelity:
+    """The setting trained instead of the proxy: network width and resolution, training images, epochs."""
+
+    width_mult: float
+    resolution: int
+    epochs: int
+
+    @property
+    def key(self) -> str:
+        """Identifies the setting in the storage."""
+        return f"w{self.width_mult:g}-r{self.resolution}-e{self.epochs}"
+
+    def describe(self) -> str:
+        """'×1 @16px, all training images, 12 epochs'."""
+        return f"×{self.width_mult:g} @{self.resolution}px, all training images, {self.epochs} epochs"
+
+
+def high_fidelity(study: Study, *, epochs: int | None = None, width_mult: float | None = None,
+                  resolution: int | None = None) -> HighFidelity:
+    """The default high fidelity: the study's target network, trained 3x the proxy's epochs (each settable)."""
+    t = study.evaluator.target
+    return HighFidelity(width_mult=width_mult or t.width_mult, resolution=resolution or t.resolution,
+                        epochs=epochs or 3 * study.evaluator.epochs)
+
+
+def job_of(study: Study, hf: HighFidelity) -> Any:
+    """The trial job whose 'proxy' is the high-fidelity network (what `repeat_accuracy` trains)."""
+    from nas.trial import Job
+
+    ev = study.evaluator
+    data = {**ev.data, "resolution": hf.resolution}
+    data.pop("limit_train", None)
+    evaluator = dataclasses.replace(ev, proxy=Network("proxy", hf.width_mult, hf.resolution), data=data,
+                                    train={**ev.train, "epochs": hf.epochs})
+    return dataclasses.replace(Job.from_study(study), evaluator=evaluator)
+
+
+def stored_runs(ostudy: optuna.Study, hf: HighFidelity) -> dict[str, dict[int, dict]]:
+    """High-fidelity runs of setting `hf`: arch hash → seed index → record."""
+    out: dict[str, dict[int, dict]] = {}
+    head = f"{PREFIX}{hf.key}:"
+    for key, value in ostudy.user_attrs.items():
+        if key.startswith(head):
+            h, _, k = key[len(head):].rpartition(":")
+            out.setdefault(h, {})[int(k)] = value
+    return out
+
+
+def latest(ostudy: optuna.Study) -> dict | None:
+    """The last stored comparison (see the module docstring), or None."""
+    key = ostudy.user_attrs.get(LATEST)
+    return ostudy.user_attrs.get(f"{SUMMARY}{key}") if key else None
+
+
+def measure(study: Study, ostudy: optuna.Study, *, k: int = 10, seeds: int = 2, hf: HighFidelity,
+            numbers: list[int] | None = None, address: str | None = None, log: Log = print) -> dict:
+    """Train what is missing (proxy seeds, high-fidelity runs), compare, store and return the summary."""
+    from nas import fidelity as stats
+    from nas.repeats import run_repeats, spread_of, stored, train_many
+    from nas.storage import front
+
+    trials = ostudy.get_trials(deepcopy=False)
+    if numbers:
+        by_number = {t.number: t for t in trials}
+        picked = [by_number[n] for n in numbers if n in by_number and stats.accuracy_of(by_number[n]) is not None]
+        if len(picked) != len(set(numbers)):
+            raise NasError(f"{study.source}: --trial names trials that are not complete, trained trials")
+    else:
+        picked = stats.pick_trials(trials, k, front=[t.number for t in front(ostudy)])
+    seen, unique = set(), []
+    for t in picked:  # one trial per architecture
+        if t.user_attrs["hash"] not in seen:
+            seen.add(t.user_attrs["hash"])
+            unique.append(t)
+    if len(unique) < 2:
+        raise NasError(f"{study.source}: study '{study.name}' has {len(unique)} complete trained architecture(s); "
+                       "at least 2 are needed to measure how the proxy ranks them (search longer first)")
+    log(f"fidelity: {len(unique)} architectures x {seeds} seed(s); proxy {study.evaluator.describe_proxy()}; "
+        f"high fidelity {hf.describe()}")
+    if seeds > 1:
+        run_repeats(study, ostudy, unique, seeds - 1, address=address, log=log)
+    have = stored_runs(ostudy, hf)
+    todo = [(t, s) for t in unique for s in range(seeds) if s not in have.get(t.user_attrs["hash"], {})]
+    if todo:
+        log(f"fidelity: training {len(todo)} high-fidelity run(s) ({len(have)} architecture(s) partly done before)")
+
+        def keep(t: FrozenTrial, s: int, record: dict) -> None:
+            ostudy.set_user_attr(f"{PREFIX}{hf.key}:{t.user_attrs['hash']}:{s}", record)
+            log(f"  #{t.number:<4d} high fidelity seed {s}: accuracy {record['accuracy']:.4f} "
+                f"({record['seconds']:.1f} s)")
+
+        train_many(study, job_of(study, hf), todo, keep, address=address, log=log)
+    have, repeats = stored_runs(ostudy, hf), stored(ostudy)
+    rows = []
+    for t in unique:
+        runs = have.get(t.user_attrs["hash"], {})
+        proxy = spread_of(t, repeats)
+        if proxy is None or proxy.n < seeds or any(s not in runs for s in range(seeds)):
+            continue  # a failed run: measured again by the next `nas fidelity`
+        rows.append((t, list(proxy.values[:seeds]), [float(runs[s]["accuracy"]) for s in range(seeds)],
+                     sum(float(runs[s]["seconds"]) for s in range(seeds))))
+    if len(rows) < 2:
+        raise NasError(f"{study.source}: fewer than 2 architectures have every run; run 'nas fidelity' again")
+    result = stats.compare([r[1] for r in rows], [r[2] for r in rows])
+    summary = {
+        "setting": hf.key, "high_fidelity": hf.describe(), "proxy": study.evaluator.describe_proxy(),
+        "k": result.k, "seeds": seeds, "verdict": result.verdict(), "reliable": result.reliable,
+        "tau": [result.tau.value, result.tau.low, result.tau.high], "rho": [result.rho.value, result.rho.low,
+                                                                              result.rho.high],
+        "level": result.tau.level, "top": result.top, "top_overlap": result.top_overlap,
+        "proxy_noise": dataclasses.asdict(result.proxy_noise), "high_noise": dataclasses.asdict(result.target_noise),
+        "trials": [r[0].number for r in rows], "names": [r[0].user_attrs.get("named", "") for r in rows],
+        "proxy_acc": [r[1] for r in rows], "high_acc": [r[2] for r in rows],
+        "high_minutes": round(sum(r[3] for r in rows) / 60, 2),
+        "measured": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+    ostudy.set_user_attr(f"{SUMMARY}{hf.key}", _plain(summary))
+    ostudy.set_user_attr(LATEST, hf.key)
+    return summary
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe (NaN becomes None)."""
+    import json
+    import math
+
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return json.loads(json.dumps(value))
+
+
+def lines(summary: dict) -> list[str]:
+    """The summary as text lines (CLI and report)."""
+    def iv(v: list) -> str:
+        return f"{_f(v[0])} [{_f(v[1])}, {_f(v[2])}]"
+
+    pn, hn = summary["proxy_noise"], summary["high_noise"]
+    return [
+        f"verdict: {summary['verdict']}",
+        f"proxy: {summary['proxy']}; high fidelity: {summary['high_fidelity']}; {summary['seeds']} seed(s) each",
+        f"Kendall tau {iv(summary['tau'])}, Spearman rho {iv(summary['rho'])} ({int(summary['level'] * 100)} % "
+        "bootstrap intervals over architectures)",
+        f"seed noise: proxy mean |seed difference| {_f(pn['mean_abs_diff'], 4)} (seed-to-seed tau {_f(pn['tau'])}), "
+        f"high fidelity {_f(hn['mean_abs_diff'], 4)} (tau {_f(hn['tau'])})",
+        f"top-{summary['top']} overlap {summary['top_overlap']:.2f}; high-fidelity training "
+        f"{summary['high_minutes']:.1f} CPU/GPU-minutes",
+    ]
+
+
+def _f(v: float | None, digits: int = 2) -> str:
+    return "nan" if v is None else f"{v:.{digits}f}"
