@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width-mult", type=float, default=None, help="high-fidelity width (default: the target's)")
     p.add_argument("--resolution", type=int_in(4, 1024), default=None, help="high-fidelity input size (default: "
                    "the target's)")
-    p.add_argument("--trial", type=int, action="append", default=[], metavar="N", help="compare these trials "
+    p.add_argument("--trial", type=int_in(0), action="append", default=[], metavar="N", help="compare these trials "
                    "instead of picking k (repeatable)")
     p.add_argument("--address", default=None, help="the Ray cluster to run on (default: the study's, else local)")
     p.set_defaults(func=run)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nas.commands import positive_int
+from nas.commands import int_in, positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -14,8 +14,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("study", help="a study .yaml that has been searched")
     p.add_argument("--seeds", type=positive_int, default=None, metavar="K", help="repeats per architecture "
                    "(default: the study's repeats.seeds, else 2); repeats already stored are not trained again")
-    p.add_argument("--trial", type=int, action="append", default=[], metavar="N", help="repeat this trial (can be "
-                   "given several times)")
+    p.add_argument("--trial", type=int_in(0), action="append", default=[], metavar="N", help="repeat this trial "
+                   "(can be given several times)")
     p.add_argument("--front", action="store_true", help="repeat the Pareto front")
     p.add_argument("--named", action="store_true", help="repeat the named points")
     p.add_argument("--all", action="store_true", help="repeat every complete trained trial")
