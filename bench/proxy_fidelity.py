@@ -2,7 +2,7 @@
 
 For each dataset, the same k architectures (points of the small space drawn with a fixed seed under a MAC budget,
 the cheap region a latency-capped study trains, plus any named points given) are trained at the proxy (half width,
-the headline study's 4 epochs) and at a high fidelity (full width, twice the epochs), 2 seeds each, one thread. It
+the headline study's 4 epochs) and at a high fidelity (full width, 6 epochs), 2 seeds each, one thread. It
 prints per dataset: Kendall tau (90 % bootstrap interval) and Spearman rho between the seed-mean accuracies, the
 seed-to-seed noise at both fidelities, the top-3 overlap, CPU-minutes (process time), rank fidelity per CPU-minute
 (tau / CPU-minutes of one proxy run, averaged over the runs), and how ASHA's early rungs rank: Kendall tau between
@@ -11,8 +11,12 @@ the proxy's accuracy after epoch e and after its last epoch (and the high fideli
 Every run is cached in a JSON file per dataset, so an interrupted bench resumes, datasets can be trained in separate
 processes, and a final invocation prints them all from one set of runs.
 
-    python bench/proxy_fidelity.py [--datasets digits@16 mnist5k@16 ...] [--k 10] [--epochs 4 8] [--limit-train N]
-                                   [--named resnet18 ...] [--quick]
+    python bench/proxy_fidelity.py [--datasets digits@16 mnist5k@16 ...] [--k 10] [--epochs 4 6] [--limit-train N]
+                                   [--named resnet18 ...] [--seeds 0] [--report-only] [--quick]
+
+The defaults are the recorded comparison (about 25 CPU-minutes; every dataset capped at 1,500 training images, so
+they differ in content, not size). Larger settings, e.g. `cluttered_mnist5k@24` or `mnist5k@28 --limit-train 4000`,
+cost 3-8x as much per run.
 
 The zoo's named points are not in the default set: they downsample 32x, so at 16 px they either sit near chance
 (mobilenet_v2_050, ghostnet_050: ranking them last is free and inflates tau) or cost several sampled points at full
@@ -40,7 +44,7 @@ from space.arch import Arch
 from space.errors import SpecError
 from space.search_space import Space
 
-DATASETS = ("digits@16", "mnist5k@16", "cluttered_digits@24", "cluttered_mnist5k@24")
+DATASETS = ("digits@16", "mnist5k@16", "cluttered_digits@16")
 MAX_MACS = 4e6  # full width at 16 px: below the space's median (about 9 M), the cheap region a latency cap keeps
 SEEDS = (0, 1)
 
@@ -176,9 +180,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), help="name@resolution ...")
     ap.add_argument("--k", type=int, default=10, help="architectures per dataset")
-    ap.add_argument("--epochs", type=int, nargs=2, default=[4, 8], metavar=("PROXY", "HIGH"))
+    ap.add_argument("--epochs", type=int, nargs=2, default=[4, 6], metavar=("PROXY", "HIGH"))
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--limit-train", type=int, default=None, help="at most N training images per dataset")
+    ap.add_argument("--limit-train", type=int, default=1500, help="at most N training images per dataset")
     ap.add_argument("--named", nargs="*", default=[], help="named points to include (counted in k)")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
                     help="train only these seeds (run seeds in separate processes; the report needs 0 and 1)")
