@@ -17,7 +17,16 @@ import torch
 import space
 from nas import zoo
 from nas.cli import main
-from nas.export import ExportOptions, export, get_trial, parse_latency, train_config, trial_model
+from nas.export import (
+    ExportOptions,
+    export,
+    exported_arch,
+    get_trial,
+    parse_latency,
+    train_config,
+    trial_model,
+    trial_seed_of,
+)
 from nas.notes import stored_arch
 from nas.report import load_results, write_report
 from tests.nas.test_report import Recording, filled
@@ -70,25 +79,35 @@ def test_pareto_export_gives_the_trial_models(study_dir: Path, capsys: pytest.Ca
         t = get_trial(study, rec.ostudy, n[key])
         entry = zoo.load_entry(name)
         assert not entry.trained and entry.config["trained"] is False
-        assert entry.config["source"]["trial"] == n[key] and entry.config["width_mult"] == 0.25
+        # By default the entry is the trial's target: the network whose latency, params and MACs are on the front.
+        assert entry.config["source"]["trial"] == n[key] and entry.config["width_mult"] == 1.0
+        assert entry.config["network"] == "target" and entry.config["params"] == t.user_attrs["params"]
         assert entry.config["input_size"] == [1, 16, 16] and entry.config["num_classes"] == 10
         assert entry.config["classifier"] == "head.fc" and entry.config["first_conv"]
-        # The entry is the network the trial trained: same structure, so the trial's weights load strictly and
-        # give the same outputs (the trial itself stores no weights).
-        ref = trial_model(study, t, num_classes=10, in_chans=1)
-        mine = zoo.create_model(name)
-        mine.load_state_dict(ref.state_dict(), strict=True)
-        assert torch.equal(outputs(mine), outputs(ref))
-        assert entry.arch == space.Arch.from_yaml(stored_arch(t)).scaled(0.25)
+        assert entry.arch == space.Arch.from_yaml(stored_arch(t))
         assert entry.arch.hash == entry.config["arch_hash"] and entry.arch.name == name
         card = (entry.path / "README.md").read_text()
         assert "**Untrained**" in card and f"trial #{n[key]} of study `tiny`" in card
-        assert "| accuracy |" in card and "| stage 0 |" in card and f"name: {name}" in card
+        assert "| accuracy (proxy ×0.25 @16px, 2 ep) |" in card and "| stage 0 |" in card and f"name: {name}" in card
+        assert "**target** network (target ×1 @16px)" in card
         # The deploy exports are faithful to PyTorch (whatever their weights: untrained here).
         scripted = torch.jit.load(str(entry.path / "model.ts"))
         assert scripted(X).shape == (4, 10)
         assert entry.config["onnx_max_abs_diff"] is not None and entry.config["onnx_max_abs_diff"] < 1e-4
     assert not list((study_dir / "zoo").glob(".*"))  # no temporary directories left behind
+
+    # --proxy: the network the trial trained, labelled so; the trial's weights load strictly, same outputs.
+    assert main(["export", "tiny.yaml", "--trial", str(n["best"]), "--proxy", "--name", "proxy_best",
+                 "--no-latency"]) == 0
+    t = get_trial(study, rec.ostudy, n["best"])
+    entry = zoo.load_entry("proxy_best")
+    assert entry.config["network"] == "proxy" and entry.config["width_mult"] == 0.25
+    assert entry.arch == space.Arch.from_yaml(stored_arch(t)).scaled(0.25)
+    ref = trial_model(study, t, num_classes=10, in_chans=1)
+    mine = zoo.create_model("proxy_best")
+    mine.load_state_dict(ref.state_dict(), strict=True)
+    assert torch.equal(outputs(mine), outputs(ref))
+    assert "**proxy** network (proxy ×0.25 @16px)" in (entry.path / "README.md").read_text()
 
 
 def test_trained_export_matches_and_resumes_after_an_interruption(study_dir: Path,
@@ -118,12 +137,13 @@ def test_trained_export_matches_and_resumes_after_an_interruption(study_dir: Pat
     assert "tnet: resuming from epoch 1 of 2" in out and "tnet: epoch 2/2  val acc" in out
     assert "epoch 1/2" not in out and not partial.exists()
 
-    # The same run without interruption, from the trial's model: identical weights.
+    # The same run without interruption, of the target seeded like the trial: identical weights.
     from evaluators import DataConfig, load_data, train_model
 
     data = load_data(DataConfig(**study.evaluator.data))
-    ref = trial_model(study, t, num_classes=10, in_chans=1)
-    result = train_model(ref, data, train_config(study, opts))
+    torch.manual_seed(trial_seed_of(study, t))
+    ref = space.create_model(exported_arch(study, t), num_classes=10, in_chans=1)
+    result = train_model(ref, data, train_config(study, opts, trial_seed_of(study, t)))
     model = zoo.create_model("tnet", pretrained=True)
     ref_state = ref.state_dict()
     assert all(torch.equal(v, ref_state[k]) for k, v in model.state_dict().items())
@@ -237,7 +257,8 @@ def test_exported_architecture_seeds_a_new_study(study_dir: Path) -> None:
     (study_dir / "next.yaml").write_text((study_dir / "tiny.yaml").read_text()
                                          .replace("name: tiny", "name: next")
                                          .replace("named: [resnet18, mobilenet_v2]", "named: [found]")
-                                         .replace("epochs: 2", "epochs: 1"))
+                                         .replace("epochs: 2", "epochs: 1")
+                                         .replace("constraints: {latency_ms: {max: 2.0}}\n", ""))
     nxt = Recording(make_study_from(study_dir / "next.yaml"))
     assert [a.name for a in nxt.study.named] == ["found"] and nxt.study.named[0] == exported
     # Evaluated like any named point, by the engine's real evaluator: cost, latency, one epoch of training.
@@ -321,9 +342,11 @@ def test_search_report_export_end_to_end(study_dir: Path, capsys: pytest.Capture
     for t in best:
         entry = zoo.load_entry(f"e2e_t{t.number}")
         classes, chans = entry.config["num_classes"], entry.config["in_chans"]
-        ref = trial_model(study, t, num_classes=classes, in_chans=chans)
+        # The entry is the trial's target network: its recorded params and structure.
+        ref = space.create_model(exported_arch(study, t), num_classes=classes, in_chans=chans)
         mine = zoo.create_model(entry.name)
         mine.load_state_dict(ref.state_dict(), strict=True)
+        assert entry.config["params"] == t.user_attrs["params"] and entry.config["network"] == "target"
         x = torch.randn(2, chans, data_cfg["resolution"], data_cfg["resolution"])
         assert torch.equal(outputs(mine, x), outputs(ref, x))
         assert entry.config["onnx_max_abs_diff"] < 1e-4
