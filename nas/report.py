@@ -141,7 +141,8 @@ def trials_table(study: Study, ostudy: optuna.Study) -> pd.DataFrame:
     for t in trials:
         a = t.user_attrs
         state = state_of(t)
-        row: dict[str, Any] = {"trial": t.number, "state": state, "named": a.get("named", "")}
+        row: dict[str, Any] = {"trial": t.number, "state": state, "named": a.get("named", ""),
+                               "adapted": a.get("adapted", "")}
         row.update({m: metric_value(t, m, names) for m in metrics})
         row["accuracy_at_stop"] = row.pop("accuracy") if state == "pruned" else None
         spread = spreads.get(a.get("hash")) if row.get("accuracy") is not None else None
@@ -155,7 +156,8 @@ def trials_table(study: Study, ostudy: optuna.Study) -> pd.DataFrame:
                    reason=a.get("fail_reason") or a.get("infeasible") or "",
                    started=_iso(t.datetime_start), finished=_iso(t.datetime_complete))
         rows.append(row)
-    columns = ["trial", "state", "named", *metrics, "accuracy_std", "seeds", "accuracy_at_stop", "feasible", "pareto",
+    columns = ["trial", "state", "named", "adapted", *metrics, "accuracy_std", "seeds", "accuracy_at_stop", "feasible",
+               "pareto",
                "epochs", "planned_epochs", "seconds", "val_images", "fingerprint", "hash", "duplicate_of", "reason",
                "started", "finished"]
     df = pd.DataFrame(rows, columns=columns)
@@ -288,7 +290,8 @@ def plot_front(study: Study, df: pd.DataFrame) -> Figure:
     ax.set_title(fill(cond["accuracy"], 140) + "\n" + fill(cond["cost"], 140), fontsize=7, loc="left", color="0.25")
     ax.grid(True, alpha=0.3)
     labels = [(row[x], row[y], f"#{int(row['trial'])}", "front") for _, row in front.iterrows()]
-    labels += [(row[x], row[y], str(row["named"]), "named") for _, row in named.iterrows()]
+    labels += [(row[x], row[y], str(row["named"]) + (f" ({row['adapted']})" if row["adapted"] else ""), "named")
+               for _, row in named.iterrows()]
     place_labels(fig, ax, labels)
     return fig
 
@@ -454,6 +457,7 @@ def summary(study: Study, ostudy: optuna.Study, df: pd.DataFrame) -> str:
         if dominated:
             out += ["", f"{len(dominated)} named architecture(s) dominated by a found network: "
                     + ", ".join(f"`{n}`" for n in dominated) + "."]
+        out += gap_lines(study, ostudy)
     out += ["", "## Proxy fidelity", ""]
     fidelity = latest_fidelity(ostudy)
     if fidelity is None:
@@ -469,6 +473,53 @@ def summary(study: Study, ostudy: optuna.Study, df: pd.DataFrame) -> str:
                                            fidelity["high_acc"])]
         out += md_table(["trial", "named", "proxy accuracy (seeds)", "high-fidelity accuracy (seeds)"], rows)
     return "\n".join(out) + "\n"
+
+
+def gap_lines(study: Study, ostudy: optuna.Study) -> list[str]:
+    """Why each trained named point is behind the best found network: the gap, the noise, and its training curve.
+
+    A curve still rising in the last epoch says the proxy's budget, not only the architecture, explains the gap.
+    """
+    from nas.repeats import seed_noise, spread_of, stored
+    from nas.storage import front
+
+    if "accuracy" not in study.metric_names:
+        return []
+    repeats, noise = stored(ostudy), seed_noise(ostudy)
+    found = [t for t in front(ostudy) if not t.user_attrs.get("named") and spread_of(t, repeats) is not None]
+    if not found:
+        return []
+    best = max(found, key=lambda t: spread_of(t, repeats).mean)
+    top = spread_of(best, repeats)
+    out = ["", f"Against the most accurate found network of the front, #{best.number} ({top.text()}"
+           + (f"; seed noise {noise[0]:.4f}" if noise else "; seed noise not measured") + "):", ""]
+    for t in ostudy.get_trials(deepcopy=False):
+        a = t.user_attrs
+        s = spread_of(t, repeats)
+        if not a.get("named") or "duplicate_of" in a or s is None:
+            continue
+        history = [float(v) for v in (t.system_attrs.get("history") or a.get("history") or [])]
+        gap = top.mean - s.mean
+        line = f"- `{display_name(t)}`: {s.text()}, {100 * gap:+.1f} points behind"
+        if history:
+            line += "; per epoch " + " → ".join(f"{v:.3f}" for v in history)
+            last = history[-1] - history[-2] if len(history) > 1 else 0.0
+            if last > (noise[0] if noise else 0.0):
+                line += (f" — still rising by {100 * last:.1f} points in the last epoch: the proxy's "
+                         f"{study.evaluator.epochs}-epoch budget explains part of the gap")
+            else:
+                line += " — flat at the end: the gap is the architecture's at this budget"
+        if isinstance(a.get("params"), (int, float)):
+            line += f" (target: {human(a['params'])} params, {human(a.get('macs', 0))} MACs)"
+        out.append(line)
+    return out
+
+
+def display_name(t: FrozenTrial) -> str:
+    """The trial's network name with its input adaptation."""
+    from nas.storage import display_name as name
+
+    return name(t) or f"#{t.number}"
 
 
 def latest_fidelity(ostudy: optuna.Study) -> dict | None:
@@ -502,9 +553,10 @@ def plot_fidelity(fidelity: dict) -> Figure:
     rk.set_ylabel("rank by high fidelity", fontsize=8)
     rk.legend(fontsize=8, loc="upper left")
     rk.grid(True, alpha=0.3)
-    tau = fidelity["tau"]
-    fig.suptitle(f"{fidelity['verdict']}\n{fidelity['seeds']} seed(s) per architecture; tau {tau[0]:.2f} "
-                 f"[{tau[1]:.2f}, {tau[2]:.2f}]", fontsize=9)
+    rk.set_xticks(range(1, k + 1))
+    rk.set_yticks(range(1, k + 1))
+    fig.suptitle(f"{fidelity['verdict']}\n{fidelity['seeds']} seed(s) per architecture (points: seed means; bars: "
+                 "seed range)", fontsize=9)
     fig.tight_layout()
     return fig
 

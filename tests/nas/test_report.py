@@ -155,8 +155,8 @@ def test_report_of_a_running_study(tmp_path: Path) -> None:
     img = Image.open(r.png)
     assert img.format == "PNG" and img.size[0] > 600 and img.size[1] > 400
     assert len(img.convert("RGB").getcolors(maxcolors=1 << 20)) > 50
-    assert json.loads(img.text[LABELS_KEY]) == ["resnet18", "mobilenet_v2"]
-    assert figure_labels(r.figure) == ["resnet18", "mobilenet_v2"]
+    assert json.loads(img.text[LABELS_KEY]) == ["resnet18 (small-input stem)", "mobilenet_v2 (small-input strides)"]
+    assert figure_labels(r.figure) == ["resnet18 (small-input stem)", "mobilenet_v2 (small-input strides)"]
     ax = r.figure.axes[0]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any(s.startswith("Pareto front (2)") for s in legend)
@@ -213,7 +213,7 @@ def test_report_of_an_unsearched_study_is_one_line(tmp_path: Path, capsys: pytes
 def test_table_columns_follow_the_study(tmp_path: Path) -> None:
     rec, n = filled(tmp_path, "cols")
     df = trials_table(rec.study, rec.ostudy)
-    assert list(df.columns[:5]) == ["trial", "state", "named", "accuracy", "latency_ms"]
+    assert list(df.columns[:6]) == ["trial", "state", "named", "adapted", "accuracy", "latency_ms"]
     assert "synflow" not in df.columns  # not measured by this study
     assert df.loc[df["trial"] == n["failed"], "accuracy"].isna().all()
 
@@ -279,7 +279,8 @@ def test_labels_never_overprint(tmp_path: Path) -> None:
     r = write_report(rec.study)
     boxes = label_boxes(r.figure)
     front = figure_labels(r.figure, "front")
-    assert len(front) == len(r.front) >= 8 and figure_labels(r.figure) == ["resnet18", "mobilenet_v2"]
+    assert len(front) == len(r.front) >= 8
+    assert figure_labels(r.figure) == ["resnet18 (small-input stem)", "mobilenet_v2 (small-input strides)"]
     assert len(boxes) == len(front) + 2
     for i, (a, box_a) in enumerate(boxes):
         for b, box_b in boxes[i + 1:]:
