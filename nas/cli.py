@@ -71,9 +71,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         sys.stderr.write(f"nas: error: {path_error(e)}\n")
         return 2
+    except RuntimeError as e:
+        text = " ".join(str(e).split())
+        if not any(m in text for m in _TOO_SMALL):  # not torch's complaint about a too small input: a real failure
+            raise
+        size = getattr(args, "input", None)
+        sys.stderr.write(f"nas: error: the input{f' of {size} px' if size else ''} is too small for this network "
+                         f"({text[:200]}); give a larger --input\n")
+        return 2
     except KeyboardInterrupt:
         sys.stderr.write("nas: interrupted\n")
         return 130
+
+
+# What torch says when a feature map shrinks below a kernel (an input smaller than the network's downsampling).
+_TOO_SMALL = ("Output size is too small", "Kernel size can't be greater than actual input size",
+              "smaller than kernel size", "input image (H: ")
 
 
 if __name__ == "__main__":

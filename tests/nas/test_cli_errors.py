@@ -126,3 +126,12 @@ def test_a_taken_dashboard_port_is_one_line_before_any_banner(tmp_path: Path, ca
         out, err = capsys.readouterr()
     assert out == "" and "Listening" not in err
     assert err == f"nas: error: cannot serve on 127.0.0.1:{port}: Address already in use; choose another --port\n"
+
+
+@pytest.mark.parametrize("command", ["show", "latency"])
+def test_an_input_too_small_for_the_network_is_one_line(command: str, capsys: pytest.CaptureFixture) -> None:
+    # AlexNet downsamples 32x with pools that need a 3x3 map: 16 px leaves nothing for its last pool.
+    assert main([command, "alexnet", "--input", "16"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the input of 16 px is too small for this network" in err
+    assert "give a larger --input" in err
