@@ -500,7 +500,7 @@ def gap_lines(study: Study, ostudy: optuna.Study) -> list[str]:
             continue
         history = [float(v) for v in (t.system_attrs.get("history") or a.get("history") or [])]
         gap = top.mean - s.mean
-        line = f"- `{display_name(t)}`: {s.text()}, {100 * gap:+.1f} points behind"
+        line = f"- `{display_name(t)}`: {s.text()}, {100 * gap:.1f} points behind"
         if history:
             line += "; per epoch " + " → ".join(f"{v:.3f}" for v in history)
             last = history[-1] - history[-2] if len(history) > 1 else 0.0
