@@ -69,7 +69,8 @@ class Params:
 
     def out_width(self, *, w_in: int, depth: int, stride: int) -> int:
         """Stage width these parameters give a stage of `depth` blocks on `w_in` channels ("width" derived)."""
-        raise NotImplementedError(f"{type(self).__name__} does not derive the stage width")
+        raise TypeError(f"{type(self).__name__} does not derive the stage width: only families that list 'width' in "
+                        "derived_keys define out_width")
 
     def fit(self, *, w_in: int, w_out: int) -> Params:
         """Return a copy adjusted to new channel counts after width scaling (e.g. clamp group widths)."""
