@@ -539,9 +539,6 @@ def plot_fidelity(fidelity: dict) -> Figure:
     pm, hm = p.mean(axis=1), h.mean(axis=1)
     ax.errorbar(pm, hm, xerr=[pm - p.min(axis=1), p.max(axis=1) - pm], yerr=[hm - h.min(axis=1), h.max(axis=1) - hm],
                 fmt="o", color="tab:blue", ecolor="tab:gray", capsize=2)
-    for x, y, n, name in zip(pm, hm, fidelity["trials"], fidelity["names"]):
-        ax.annotate(f"#{n}" + (f" {name}" if name else ""), (x, y), xytext=(4, 3), textcoords="offset points",
-                    fontsize=7)
     ax.set_xlabel(f"proxy accuracy ({fidelity['proxy']})", fontsize=8)
     ax.set_ylabel(f"high-fidelity accuracy ({fidelity['high_fidelity']})", fontsize=8)
     ax.grid(True, alpha=0.3)
@@ -558,6 +555,8 @@ def plot_fidelity(fidelity: dict) -> Figure:
     fig.suptitle(f"{fidelity['verdict']}\n{fidelity['seeds']} seed(s) per architecture (points: seed means; bars: "
                  "seed range)", fontsize=9)
     fig.tight_layout()
+    place_labels(fig, ax, [(float(x), float(y), f"#{n}" + (f" {name}" if name else ""), "named")
+                           for x, y, n, name in zip(pm, hm, fidelity["trials"], fidelity["names"])])
     return fig
 
 
