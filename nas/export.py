@@ -514,10 +514,11 @@ def model_card(study: Study, t: FrozenTrial, name: str, arch: Arch, data: Any, m
     out += md_table(["metric (network, fidelity)", "value", "objective"], rows)
     from nas.proxy_fidelity import latest
 
-    fidelity = latest(_ostudy_of(study)) if "accuracy" in values else None
-    out += ["", "Proxy fidelity of the search: " + (f"{fidelity['verdict']} (proxy vs {fidelity['high_fidelity']}, "
-                                                    f"{fidelity['seeds']} seed(s); `nas fidelity`)." if fidelity else
-                                                    "not measured (`nas fidelity` measures it).")]
+    if "accuracy" in values:  # how far the proxy's accuracy can be trusted to rank this network
+        fidelity = latest(_ostudy_of(study))
+        out += ["", "Proxy fidelity of the search: " + (
+            f"{fidelity['verdict']} (proxy vs {fidelity['high_fidelity']}, {fidelity['seeds']} seed(s); "
+            "`nas fidelity`)." if fidelity else "not measured (`nas fidelity` measures it).")]
     if t.user_attrs.get("latency_loaded"):
         out += ["", "**Note:** the search's latency of this trial was measured under load from other processes and "
                 "stayed so after a re-measurement; the figure below, measured at export, is the one to trust."]
