@@ -191,11 +191,12 @@ def export(study: Study, ostudy: optuna.Study, picks: list[tuple[FrozenTrial, st
     data = load_data(DataConfig(**settings))
     out = []
     for t, name in picks:
-        out.append(export_trial(study, t, name, data, opts, log))
+        out.append(export_trial(study, t, name, data, opts, log, ostudy=ostudy))
     return out
 
 
-def export_trial(study: Study, t: FrozenTrial, name: str, data: Any, opts: ExportOptions, log: Log = print) -> Path:
+def export_trial(study: Study, t: FrozenTrial, name: str, data: Any, opts: ExportOptions, log: Log = print, *,
+                 ostudy: optuna.Study | None = None) -> Path:
     """Write `opts.root/name/` for trial `t` (trained first when `opts.epochs`)."""
     from evaluators import measure_cost
 
@@ -212,8 +213,9 @@ def export_trial(study: Study, t: FrozenTrial, name: str, data: Any, opts: Expor
     cost = measure_cost(arch, input_size=res, num_classes=data.num_classes, in_chans=data.in_chans)
     latency = _latency(arch, study, data, res) if opts.latency else None
     probe = space.create_model(arch, num_classes=data.num_classes, in_chans=data.in_chans)
-    config = entry_config(study, t, arch, data, mult, cost, latency, training, probe, opts.network)
-    card = model_card(study, t, name, arch, data, mult, cost, latency, training, probe, opts.network)
+    record = ostudy if ostudy is not None else _ostudy_of(study)  # read once: seed repeats and the fidelity verdict
+    config = entry_config(study, t, arch, data, mult, cost, latency, training, probe, opts.network, record)
+    card = model_card(study, t, name, arch, data, mult, cost, latency, training, probe, opts.network, record)
     with _quiet_exporters():
         path = write_entry(opts.root, name, arch, config=config, card=card, model=model, force=opts.force)
     if opts.epochs:
@@ -424,14 +426,16 @@ def objective_values(study: Study, t: FrozenTrial) -> dict[str, float]:
 
 
 def entry_config(study: Study, t: FrozenTrial, arch: Arch, data: Any, mult: float, cost: Any, latency: Any,
-                 training: dict | None, probe: nn.Module, network: str = "target") -> dict:
+                 training: dict | None, probe: nn.Module, network: str = "target",
+                 ostudy: optuna.Study | None = None) -> dict:
     """config.json: the timm pretrained_cfg keys (input size, mean/std, classes, classifier) plus where it came from."""
     from evaluators.latency import device_info
     from nas.repeats import spread_of, stored
 
     first_conv, classifier = module_names(probe)
     res = network_of(study, network).resolution
-    spread = spread_of(t, stored(_ostudy_of(study))) if t.user_attrs.get("trained", True) else None
+    record = ostudy if ostudy is not None else _ostudy_of(study)
+    spread = spread_of(t, stored(record)) if t.user_attrs.get("trained", True) else None
     cfg: dict[str, Any] = {
         "num_classes": data.num_classes, "in_chans": data.in_chans, "input_size": [data.in_chans, res, res],
         "mean": [round(v, 6) for v in data.mean], "std": [round(v, 6) for v in data.std],
@@ -461,7 +465,8 @@ def entry_config(study: Study, t: FrozenTrial, arch: Arch, data: Any, mult: floa
 
 
 def model_card(study: Study, t: FrozenTrial, name: str, arch: Arch, data: Any, mult: float, cost: Any, latency: Any,
-               training: dict | None, probe: nn.Module, network: str = "target") -> str:
+               training: dict | None, probe: nn.Module, network: str = "target",
+               ostudy: optuna.Study | None = None) -> str:
     """README.md of the entry: what it is, how good and fast, what it was trained on, and its architecture."""
     from evaluators.latency import device_info
     from nas.repeats import spread_of, stored
@@ -508,14 +513,15 @@ def model_card(study: Study, t: FrozenTrial, name: str, arch: Arch, data: Any, m
     out += ["", "## Objectives (as measured by the search)", ""]
     values = objective_values(study, t)
     directions = dict(zip(study.metric_names, study.directions))
-    spread = spread_of(t, stored(_ostudy_of(study))) if "accuracy" in values else None
+    record = ostudy if ostudy is not None else _ostudy_of(study)
+    spread = spread_of(t, stored(record)) if "accuracy" in values else None
     rows = [[study.metric_label(k), spread.text() if k == "accuracy" and spread else _fmt(k, v),
              directions.get(k, "recorded")] for k, v in values.items()]
     out += md_table(["metric (network, fidelity)", "value", "objective"], rows)
     from nas.proxy_fidelity import latest
 
     if "accuracy" in values:  # how far the proxy's accuracy can be trusted to rank this network
-        fidelity = latest(_ostudy_of(study))
+        fidelity = latest(record)
         out += ["", "Proxy fidelity of the search: " + (
             f"{fidelity['verdict']} (proxy vs {fidelity['high_fidelity']}, {fidelity['seeds']} seed(s); "
             "`nas fidelity`)." if fidelity else "not measured (`nas fidelity` measures it).")]

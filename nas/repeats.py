@@ -102,32 +102,22 @@ def compare(a: FrozenTrial, b: FrozenTrial, study: Study, ostudy: optuna.Study,
     """
     repeats = stored(ostudy) if repeats is None else repeats
     noise = seed_noise(ostudy) if noise is None else noise
-    better_beyond = False
+    better_beyond = better = False
     for metric, direction in zip(study.metric_names, study.directions):
         va, vb = _value(a, metric, repeats), _value(b, metric, repeats)
         if va is None or vb is None:
             return "does not dominate"
-        sign = 1.0 if direction == "maximize" else -1.0
-        gain = sign * (vb - va)
+        gain = (vb - va) if direction == "maximize" else (va - vb)
         if gain < 0:
             return "does not dominate"
-        if gain > _margin(metric, a, b, noise, repeats):
-            better_beyond = True
-    if not any(_nominally_better(a, b, study, repeats)):
+        better = better or gain > 0
+        better_beyond = better_beyond or gain > _margin(metric, a, b, noise, repeats)
+    if not better:
         return "does not dominate"
     if better_beyond:
         return "dominates" if noise is not None or "accuracy" not in study.metric_names else \
             "dominates (noise not measured)"
     return "within noise"
-
-
-def _nominally_better(a: FrozenTrial, b: FrozenTrial, study: Study, repeats: dict) -> list[bool]:
-    out = []
-    for metric, direction in zip(study.metric_names, study.directions):
-        va, vb = _value(a, metric, repeats), _value(b, metric, repeats)
-        sign = 1.0 if direction == "maximize" else -1.0
-        out.append(va is not None and vb is not None and sign * (vb - va) > 0)
-    return out
 
 
 def _value(t: FrozenTrial, metric: str, repeats: dict) -> float | None:

@@ -481,7 +481,7 @@ def gap_lines(study: Study, ostudy: optuna.Study) -> list[str]:
     A curve still rising in the last epoch says the proxy's budget, not only the architecture, explains the gap.
     """
     from nas.repeats import seed_noise, spread_of, stored
-    from nas.storage import front
+    from nas.storage import display_name, front
 
     if "accuracy" not in study.metric_names:
         return []
@@ -500,7 +500,7 @@ def gap_lines(study: Study, ostudy: optuna.Study) -> list[str]:
             continue
         history = [float(v) for v in (t.system_attrs.get("history") or a.get("history") or [])]
         gap = top.mean - s.mean
-        line = f"- `{display_name(t)}`: {s.text()}, {100 * gap:.1f} points behind"
+        line = f"- `{display_name(t) or f'#{t.number}'}`: {s.text()}, {100 * gap:.1f} points behind"
         if history:
             line += "; per epoch " + " → ".join(f"{v:.3f}" for v in history)
             last = history[-1] - history[-2] if len(history) > 1 else 0.0
@@ -513,13 +513,6 @@ def gap_lines(study: Study, ostudy: optuna.Study) -> list[str]:
             line += f" (target: {human(a['params'])} params, {human(a.get('macs', 0))} MACs)"
         out.append(line)
     return out
-
-
-def display_name(t: FrozenTrial) -> str:
-    """The trial's network name with its input adaptation."""
-    from nas.storage import display_name as name
-
-    return name(t) or f"#{t.number}"
 
 
 def latest_fidelity(ostudy: optuna.Study) -> dict | None:
