@@ -38,7 +38,7 @@ import optuna
 import torch
 
 from evaluators import Data, DataConfig, TrainConfig, load_data, measure_cost, train_model
-from nas.fidelity import Fidelity, bootstrap, compare, kendall
+from nas.record.rank import Fidelity, bootstrap, compare, kendall
 from space import create_model, get_arch
 from space.arch import Arch
 from space.errors import SpecError

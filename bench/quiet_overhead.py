@@ -2,7 +2,7 @@
 
 SIMULATED: no GPU is used. Ray declares N GPUs that do not exist and runs 2N trial slots with `gpu: 0.5` (two trials
 packed per GPU, as in studies/cifar10-gpu.yaml), each slot a Ray task running trials back to back. A trial takes its
-placement from `nas.quiet.for_trial` (the call `nas.trial.evaluate` makes), measures its latency once, quiet, then
+placement from `nas.run.quiet.for_trial` (as `nas.run.trial.evaluate` does), measures its latency once, quiet, then
 trains. A training step is a timed wait standing in for GPU work, and so is the measurement. Trials last as ASHA
 (grace 2, reduction 3, 15 epochs) lets them: 2, 6 or 15 epochs, 4.3 on average. Waiting is the time a trial spends
 blocked: paused for another trial's measurement, or before its own measurement can start.
@@ -33,7 +33,7 @@ MODES = ("node-wide", "device, epoch", "device, step")
 @ray.remote
 def slot(mode: str, seed: int, seconds: float, steps: int, step_s: float, measure_s: float) -> list[dict[str, Any]]:
     """Run simulated trials back to back for `seconds`; one row per trial: wall and waiting seconds."""
-    from nas import quiet
+    from nas.run import quiet
 
     until = time.time() + seconds
     rng = random.Random(seed)

@@ -22,9 +22,9 @@ import ray
 import yaml
 from optuna.trial import TrialState
 
-from nas.search import run_search
+from nas.run.search import run_search
+from nas.run.trial import Job, Reporter
 from nas.study import Study
-from nas.trial import Job, Reporter
 from space import Arch
 
 

@@ -23,7 +23,7 @@ import ray
 import yaml
 from optuna.trial import TrialState
 
-from nas.search import run_search
+from nas.run.search import run_search
 from nas.study import Study
 
 

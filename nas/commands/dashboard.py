@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     """Serve until interrupted."""
     import optuna
 
-    from nas.search import storage_of
+    from nas.record.store import storage_of
     from nas.study import Study
     from space.errors import NasError
 

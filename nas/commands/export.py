@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         pareto_trials,
         parse_latency,
     )
-    from nas.report import load_results
+    from nas.record.store import load_results
     from nas.study import Study
     from space.errors import NasError
 

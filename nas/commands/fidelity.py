@@ -28,9 +28,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Measure, store and print the proxy's rank fidelity."""
-    from nas.proxy_fidelity import high_fidelity, lines, measure
-    from nas.report import load_results
+    from nas.record.fidelity import high_fidelity
+    from nas.record.store import load_results
+    from nas.run.fidelity import measure
     from nas.study import Study
+    from nas.views.fidelity import lines
     from space.errors import NasError
 
     if args.width_mult is not None and not 0 < args.width_mult <= 4:

@@ -25,10 +25,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the missing repeats, then print the front and the named points with their spread."""
-    from nas.commands.search import print_results
-    from nas.repeats import choose, run_repeats
-    from nas.report import load_results
+    from nas.record.store import load_results
+    from nas.run.repeats import choose, run_repeats
     from nas.study import Study
+    from nas.views.console import print_results
     from space.errors import NasError
 
     study = Study.load(args.study)

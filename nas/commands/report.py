@@ -15,8 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the three files and say what is in them."""
-    from nas.report import write_report
     from nas.study import Study
+    from nas.views.report import write_report
 
     study = Study.load(args.study)
     r = write_report(study, args.out)

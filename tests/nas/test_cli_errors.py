@@ -76,7 +76,7 @@ def test_paths_that_are_folders_or_too_long(tmp_path: Path, capsys: pytest.Captu
     err = one_line(capsys, ["latency", "a" * 300 + ".yaml"])
     assert "(305 characters): name too long" in err
     study = make_study(tmp_path)
-    from nas.search import open_study, storage_of
+    from nas.record.store import open_study, storage_of
 
     open_study(study, storage_of(study))
     (tmp_path / "taken").write_text("a file")
@@ -86,7 +86,7 @@ def test_paths_that_are_folders_or_too_long(tmp_path: Path, capsys: pytest.Captu
 
 def damaged(study_yaml: str, how: str) -> Path:
     """Damage the SQLite file of a study that has been opened once."""
-    from nas.search import open_study, storage_of
+    from nas.record.store import open_study, storage_of
     from nas.study import Study
 
     study = Study.load(study_yaml)
@@ -114,7 +114,7 @@ def test_a_damaged_storage_file_is_one_line(how: str, command: str, tmp_path: Pa
 
 def test_a_taken_dashboard_port_is_one_line_before_any_banner(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     study = make_study(tmp_path)
-    from nas.search import open_study, storage_of
+    from nas.record.store import open_study, storage_of
 
     open_study(study, storage_of(study))
     with socket.socket() as s:

@@ -12,7 +12,7 @@ import yaml
 from optuna.trial import TrialState
 from ray.cluster_utils import Cluster
 
-from nas.search import run_search
+from nas.run.search import run_search
 from nas.study import Study
 
 pytestmark = pytest.mark.slow

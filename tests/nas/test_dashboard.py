@@ -22,9 +22,10 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from nas.notes import arch_attr, refresh_arch_notes, stored_arch
-from nas.search import Recorder, open_study, storage_of
+from nas.record.store import Recorder, open_study, storage_of
+from nas.record.trials import arch_attr, stored_arch
 from nas.study import Study
+from nas.views.notes import refresh_arch_notes
 from tests.nas.test_report import VAL_IMAGES, Outcome, Recording, filled
 
 pytestmark = pytest.mark.slow

@@ -27,8 +27,9 @@ from nas.export import (
     trial_model,
     trial_seed_of,
 )
-from nas.notes import stored_arch
-from nas.report import load_results, write_report
+from nas.record.store import load_results
+from nas.record.trials import stored_arch
+from nas.views.report import write_report
 from tests.nas.test_report import Recording, filled
 
 X = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(0))
@@ -262,7 +263,7 @@ def test_exported_architecture_seeds_a_new_study(study_dir: Path) -> None:
     nxt = Recording(make_study_from(study_dir / "next.yaml"))
     assert [a.name for a in nxt.study.named] == ["found"] and nxt.study.named[0] == exported
     # Evaluated like any named point, by the engine's real evaluator: cost, latency, one epoch of training.
-    from nas.trial import evaluate, run
+    from nas.run.trial import evaluate, run
 
     tid = nxt.start()
     config = nxt.started[tid]
@@ -326,7 +327,7 @@ def test_search_report_export_end_to_end(study_dir: Path, capsys: pytest.Capture
     named = [t.user_attrs["named"] for t in ostudy.trials if t.user_attrs.get("named")]
     from PIL import Image
 
-    from nas.report import LABELS_KEY
+    from nas.views.report import LABELS_KEY
 
     labels = json.loads(Image.open(study_dir / "e2e_report" / "pareto.png").text[LABELS_KEY])
     complete_named = [t.user_attrs["named"] for t in ostudy.trials if t.user_attrs.get("named")
@@ -335,7 +336,7 @@ def test_search_report_export_end_to_end(study_dir: Path, capsys: pytest.Capture
     assert set(complete_named) <= names <= set(named)
 
     assert main(["export", "e2e.yaml", "--pareto", "--no-latency"]) == 0
-    from nas.search import front
+    from nas.record.trials import front
 
     best = front(ostudy)
     assert best and sorted(p.name for p in (study_dir / "zoo").iterdir()) == sorted(f"e2e_t{t.number}" for t in best)

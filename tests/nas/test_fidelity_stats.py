@@ -12,14 +12,13 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
-from nas.fidelity import (
+from nas.record.fidelity import accuracy_of, pick_trials
+from nas.record.rank import (
     Interval,
-    accuracy_of,
     bootstrap,
     compare,
     is_reliable,
     kendall,
-    pick_trials,
     seed_noise,
     spearman,
     top_overlap,

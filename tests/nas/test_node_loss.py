@@ -23,9 +23,9 @@ import yaml
 from optuna.trial import TrialState
 from ray.cluster_utils import Cluster
 
-from nas.search import run_search
+from nas.run.search import run_search
+from nas.run.trial import Job, Reporter
 from nas.study import Study
-from nas.trial import Job, Reporter
 from space import Arch
 
 pytestmark = pytest.mark.slow

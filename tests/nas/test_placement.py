@@ -1,9 +1,9 @@
 """Placement on declared GPUs (none exists here: Ray is told there are two) and the scope of latency's quiet lock.
 
-`probe` stands in for the default evaluator: it places itself with `nas.quiet.for_trial`, as `nas.trial.evaluate`
-does, trains nothing on a GPU (the study forces training to CPU) and runs real optimizer steps inside its busy
-section, so the step hook is what pauses it. Four trials meet in a shared folder; one measures "on its GPU" while
-the others step, and the step times show who paused.
+`probe` stands in for the default evaluator: it places itself with `nas.run.quiet.for_trial`, as
+`nas.run.trial.evaluate` does, trains nothing on a GPU (the study forces training to CPU) and runs real optimizer
+steps inside its busy section, so the step hook is what pauses it. Four trials meet in a shared folder; one
+measures "on its GPU" while the others step, and the step times show who paused.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import pytest
 import ray
 import yaml
 
-from nas.quiet import QuietLock, gpu_key, physical_gpu
-from nas.search import run_search
+from nas.run.quiet import QuietLock, gpu_key, physical_gpu
+from nas.run.search import run_search
+from nas.run.trial import Job, Reporter
 from nas.study import Study
-from nas.trial import Job, Reporter
 from space import Arch
 
 WAIT = 120.0  # seconds a trial waits for the others before failing the test (a loaded machine starts workers slowly)
@@ -42,7 +42,7 @@ def probe(arch: Arch, job: Job, report: Reporter) -> None:
     """Place the trial, meet the other three, then measure (one of them) or step in a busy section (the others)."""
     import torch
 
-    from nas import quiet
+    from nas.run import quiet
 
     folder = Path(os.environ["NAS_TEST_PLACEMENT"])
     me = uuid.uuid4().hex

@@ -13,9 +13,9 @@ import pytest
 import ray
 import yaml
 
-from nas.search import run_search
+from nas.run.search import run_search
+from nas.run.trial import Job, Reporter
 from nas.study import Study
-from nas.trial import Job, Reporter
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,7 @@
 """`nas report`: CSV, PNG and Markdown from a real SQLite-backed study, while it runs and with nothing complete yet.
 
 Trials are recorded through the engine's own path — `StudySearcher.suggest` (ask + sample the space), the trial
-wrapper `nas.trial.run` with a scripted evaluator (the engine's `Evaluate` hook: real cost, chosen accuracy and
+wrapper `nas.run.trial.run` with a scripted evaluator (the engine's `Evaluate` hook: real cost, chosen accuracy and
 latency), and `StudySearcher.on_trial_complete` (tell + user attributes) — so the storage holds what a search writes.
 """
 
@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 
 from nas.cli import main
-from nas.report import LABELS_KEY, figure_labels, label_boxes, trials_table, write_report
 from nas.study import Study
+from nas.views.report import LABELS_KEY, figure_labels, label_boxes, trials_table, write_report
 
 STUDY_YAML = """\
 name: {name}
@@ -64,8 +64,9 @@ class Recording:
     """A study being searched: trials started and finished one by one through the engine's searcher."""
 
     def __init__(self, study: Study):
-        from nas.search import Recorder, StudySearcher, open_study, storage_of
-        from nas.trial import Job
+        from nas.record.store import Recorder, open_study, storage_of
+        from nas.run.searcher import StudySearcher
+        from nas.run.trial import Job
 
         self.study = study
         self.storage = storage_of(study)
@@ -85,7 +86,7 @@ class Recording:
 
     def finish(self, tid: str, outcome: Outcome) -> int:
         """Run the trial wrapper with a scripted evaluator and tell the searcher its last report."""
-        from nas.trial import run
+        from nas.run.trial import run
 
         sent: list[dict] = []
         run(self.started[tid], self.job, scripted(outcome), sent.append)

@@ -17,11 +17,12 @@ import ray
 import yaml
 from optuna.trial import TrialState
 
-from nas.notes import stored_arch
-from nas.search import counts_toward_budget, front, named_standing, run_search
-from nas.searcher import MAX_IDLE_PROPOSALS
+from nas.record.standing import named_standing
+from nas.record.trials import counts_toward_budget, front, stored_arch
+from nas.run.search import run_search
+from nas.run.searcher import MAX_IDLE_PROPOSALS
+from nas.run.trial import Job, Reporter
 from nas.study import Study
-from nas.trial import Job, Reporter
 
 pytestmark = pytest.mark.slow
 

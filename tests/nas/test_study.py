@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from nas.cli import main
-from nas.search import open_study, storage_of
+from nas.record.store import open_study, storage_of
 from nas.study import Constraint, Study
 from space.errors import NasError, SpecError
 

@@ -17,11 +17,12 @@ from optuna.trial import TrialState
 
 from evaluators import LatencyConfig, measure_latency
 from nas.export import ExportOptions, export
-from nas.notes import stored_arch
-from nas.repeats import choose, run_repeats, seed_noise, stored
-from nas.search import front, named_standing, run_search, trial_row
+from nas.record.repeats import seed_noise, stored
+from nas.record.standing import named_standing
+from nas.record.trials import front, stored_arch, trial_row, trial_seed
+from nas.run.repeats import choose, run_repeats
+from nas.run.search import run_search
 from nas.study import Study
-from nas.trial import trial_seed
 from nas.zoo import load_entry
 from space import Arch
 
@@ -157,8 +158,9 @@ def test_loaded_latency_is_remeasured_and_flagged(local_ray: None, tmp_path: Pat
 
 
 def test_fidelity_is_measured_stored_and_resumed(searched: tuple[Study, optuna.Study], tmp_path: Path) -> None:
-    from nas.proxy_fidelity import high_fidelity, latest, measure, stored_runs
-    from nas.report import write_report
+    from nas.record.fidelity import high_fidelity, latest, stored_runs
+    from nas.run.fidelity import measure
+    from nas.views.report import write_report
 
     study, ostudy = searched
     hf = high_fidelity(study, epochs=1)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from nas.run.trial import Job, QuietLock, Reporter, evaluate, run
 from nas.study import Study
-from nas.trial import Job, QuietLock, Reporter, evaluate, run
 from space import get_arch
 
 TINY = """\

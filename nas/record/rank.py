@@ -13,17 +13,16 @@ luck of the few architectures drawn.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
-from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
 __all__ = [
     "RELIABLE_TAU", "RELIABLE_LOW", "Interval", "SeedNoise", "Fidelity", "kendall", "spearman", "bootstrap",
-    "seed_noise", "top_overlap", "is_reliable", "verdict", "compare", "accuracy_of", "pick_trials",
+    "seed_noise", "top_overlap", "is_reliable", "verdict", "compare",
 ]
 
 RELIABLE_TAU = 0.6  # Kendall tau at least this ...
@@ -194,47 +193,3 @@ def compare(proxy: Sequence[Sequence[float]] | np.ndarray, target: Sequence[Sequ
     return Fidelity(k=len(pm), tau=bootstrap(kendall, pm, tm, level=level, n=n, seed=seed),
                     rho=bootstrap(spearman, pm, tm, level=level, n=n, seed=seed), proxy_noise=seed_noise(p),
                     target_noise=seed_noise(t), top=top, top_overlap=top_overlap(pm, tm, top))
-
-
-# -- which trials to re-train ----------------------------------------------------------------------------------------
-def accuracy_of(t: FrozenTrial) -> float | None:
-    """A trial's proxy accuracy, or None when it has none (not COMPLETE, or never trained, or not recorded)."""
-    if t.state != TrialState.COMPLETE or t.user_attrs.get("trained") is False:
-        return None
-    acc = t.user_attrs.get("accuracy")
-    return float(acc) if isinstance(acc, (int, float)) and math.isfinite(acc) else None
-
-
-def pick_trials(trials: Iterable[FrozenTrial], k: int, *, front: Iterable[int] = ()) -> list[FrozenTrial]:
-    """Up to k trials with an accuracy: the front (trial numbers), named points, then the rest spread over the range.
-
-    The spread picks, for evenly spaced accuracies from the lowest to the highest, the nearest trial not yet picked;
-    when the front and named points alone exceed k, they are themselves spread. Duplicates of a trial are skipped.
-    The result is ordered by trial number.
-    """
-    if k < 2:
-        raise ValueError(f"k must be >= 2 to rank anything, got {k}")
-    pool = [t for t in trials if accuracy_of(t) is not None and "duplicate_of" not in t.user_attrs]
-    on_front = set(front)
-    first = [t for t in pool if t.number in on_front or t.user_attrs.get("named")]
-    rest = [t for t in pool if t.number not in {f.number for f in first}]
-    chosen = _spread(first, k) if len(first) > k else first
-    chosen += _spread(rest, k - len(chosen), within=pool)
-    return sorted(chosen, key=lambda t: t.number)
-
-
-def _spread(trials: list[FrozenTrial], m: int, within: list[FrozenTrial] | None = None) -> list[FrozenTrial]:
-    """m of `trials` nearest to m evenly spaced accuracies over the range of `within` (default: `trials`)."""
-    if m <= 0 or not trials:
-        return []
-    accs = [accuracy_of(t) for t in (within or trials)]
-    lo, hi = min(accs), max(accs)
-    left = sorted(trials, key=lambda t: (accuracy_of(t), t.number))
-    out = []
-    for goal in np.linspace(lo, hi, m) if m > 1 else [hi]:
-        if not left:
-            break
-        best = min(left, key=lambda t: (abs(accuracy_of(t) - goal), t.number))
-        out.append(best)
-        left.remove(best)
-    return out

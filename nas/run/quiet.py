@@ -259,12 +259,12 @@ class QuietLock:
                 n.close()
 
     @contextlib.contextmanager
-    def busy(self, scope: Iterable[str] = (), *, sync: Callable[[], None] | None = None) -> Iterator[_Busy]:
+    def busy(self, scope: Iterable[str] = (), *, sync: Callable[[], None] | None = None) -> Iterator[Busy]:
         """A section of work on `scope`; it pauses for a measurement at `breathe()` and between optimizer steps.
 
         `sync` (e.g. a CUDA synchronize) runs before each pause, so work queued on the device finishes first.
         """
-        section = _Busy(self._open({NODE, *scope}), sync)
+        section = Busy(self._open({NODE, *scope}), sync)
         hook = _step_hook(section)
         try:
             section.enter()
@@ -296,7 +296,7 @@ class _Name:
             f.close()
 
 
-class _Busy:
+class Busy:
     """A busy section: shared locks on its names."""
 
     def __init__(self, names: list[_Name], sync: Callable[[], None] | None = None):
@@ -345,7 +345,7 @@ class _Busy:
             n.close()
 
 
-class _NoBusy:
+class NoBusy:
     waited = 0.0
 
     def breathe(self) -> None:
@@ -355,7 +355,7 @@ class _NoBusy:
         pass
 
 
-def _step_hook(section: _Busy) -> Any:
+def _step_hook(section: Busy) -> Any:
     """A global optimizer step pre-hook that lets a waiting measurement in between two training steps."""
     if "torch" not in sys.modules:  # nothing trains without torch; do not import it for the lock alone
         return None
@@ -381,7 +381,7 @@ class TrialQuiet:
         self.measure_scope, self.measure_cpus = placement.measurement(
             self.latency_device, int(latency.get("threads", 1)), tuple(cpus) if cpus is not None else None)
 
-    def busy(self) -> contextlib.AbstractContextManager[_Busy]:
+    def busy(self) -> contextlib.AbstractContextManager[Busy]:
         """A busy section over the trial's cores and GPUs."""
         return self.lock.busy(self.placement.busy_scope(), sync=_cuda_sync(self.device))
 

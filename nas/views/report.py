@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import re
 import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,13 +32,19 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.text import Annotation, Text
 from matplotlib.transforms import Bbox
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from nas.fileio import atomic_write
 from nas.format import human
-from nas.notes import accuracy_step
+from nas.record.fidelity import latest
+from nas.record.repeats import seed_noise, spread_of, stored
+from nas.record.standing import DOMINATED, named_standing
+from nas.record.store import load_results
+from nas.record.trials import counts_toward_budget, display_name, front, metric_value, state_of
 from nas.study import METRICS, Study
-from space.errors import NasError
+from nas.views.fidelity import lines
+from nas.views.notes import accuracy_step
+from nas.views.standing import standing_text
 
 STATES = ("complete", "infeasible", "pruned", "failed", "interrupted", "running", "waiting")
 DUPLICATE = "duplicate"  # the summary's row for trials that reused an earlier trial's result
@@ -67,57 +72,10 @@ class Report:
 
 
 # -- reading the storage ----------------------------------------------------------------------------------------------
-def load_results(study: Study) -> optuna.Study:
-    """The study's Optuna record, opened for reading; a study never searched is a one-line error."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    hint = f"run 'nas search {study.source}' first"
-    if study.storage.startswith("sqlite:///") and not Path(study.storage[len("sqlite:///"):]).is_file():
-        raise NasError(f"{study.source}: no results yet (no database {study.storage[len('sqlite:///'):]}); {hint}")
-    from nas.search import storage_of
-    from nas.storage import _check_same
-
-    storage = storage_of(study)
-    try:
-        names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
-    except Exception as e:  # SQLAlchemy raises many types for an unreachable server or a file that is not a DB
-        raise NasError(f"{study.source}: storage {study.storage}: cannot read it ({type(e).__name__}: {e})") from None
-    if study.name not in names:
-        raise NasError(f"{study.source}: no study '{study.name}' in {study.storage} (it holds "
-                       f"{', '.join(sorted(names)) or 'none'}); {hint}")
-    ostudy = optuna.load_study(study_name=study.name, storage=storage)
-    _check_same(study, ostudy, fix="restore the settings it was searched with to report it (its trials were judged "
-                                   "by them), or search the edited file under another name")
-    return ostudy
-
-
-def state_of(t: FrozenTrial) -> str:
-    """complete | infeasible | pruned | failed | interrupted | running | waiting."""
-    if t.state == TrialState.COMPLETE:
-        return "complete" if t.user_attrs.get("feasible", True) else "infeasible"
-    if t.state == TrialState.FAIL:
-        return "interrupted" if t.user_attrs.get("interrupted") else "failed"
-    if t.state == TrialState.PRUNED and t.user_attrs.get("status") == "infeasible":
-        return "infeasible"  # stopped before training by a constraint (stored PRUNED, no invented accuracy)
-    if t.state == TrialState.PRUNED and t.user_attrs.get("status") == "duplicate":
-        # An architecture evaluated before (stored PRUNED so the dashboard lists it once): what its original was.
-        return "complete" if t.user_attrs.get("feasible", True) else "infeasible"
-    return {TrialState.PRUNED: "pruned", TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}[t.state]
-
-
-def metric_value(t: FrozenTrial, metric: str, names: list[str]) -> float | None:
-    """What was measured for `metric` on trial `t` (None when it was not: e.g. the accuracy of an untrained trial)."""
-    v = t.user_attrs.get(metric)
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return float(v)
-    if t.state == TrialState.COMPLETE and t.values and metric in names and t.user_attrs.get("trained", True):
-        return float(t.values[names.index(metric)])
-    return None
 
 
 def front_numbers(ostudy: optuna.Study) -> list[int]:
     """Numbers of the Pareto-front trials (complete, feasible, non-dominated, duplicates collapsed)."""
-    from nas.search import front
-
     return [t.number for t in front(ostudy)]
 
 
@@ -128,8 +86,6 @@ def trials_table(study: Study, ostudy: optuna.Study) -> pd.DataFrame:
     `accuracy` is a final accuracy only: the mean over the architecture's seeds where repeats exist (`accuracy_std`,
     `seeds`); a trial stopped early by ASHA has its accuracy at that epoch in `accuracy_at_stop` instead.
     """
-    from nas.repeats import spread_of, stored
-
     names = study.metric_names
     on_front = set(front_numbers(ostudy))
     metrics = [*names, *(m for m in EXTRA_METRICS if m not in names)]
@@ -393,8 +349,6 @@ def _log_scale_if_spread(ax: Any, values: pd.Series, axis: str) -> None:
 # -- the summary ------------------------------------------------------------------------------------------------------
 def summary(study: Study, ostudy: optuna.Study, df: pd.DataFrame) -> str:
     """Markdown: budget used, trials by state, the front, and where each named point stands."""
-    from nas.search import counts_toward_budget, named_standing
-
     names = study.metric_names
     trials = ostudy.get_trials(deepcopy=False)
     counted = sum(counts_toward_budget(t) for t in trials)
@@ -445,14 +399,13 @@ def summary(study: Study, ostudy: optuna.Study, df: pd.DataFrame) -> str:
     else:
         by_number = {int(r["trial"]): r for _, r in df.iterrows()}
         rows, dominated = [], []
+        def name_of(n: int) -> str:
+            return _describe(by_number[n], names) if n in by_number else f"#{n}"
+
         for s in standing:
-            text = str(s["standing"])
-            m = re.match(r"dominated by #(\d+)", text)
-            if m:
+            if s["standing"] == DOMINATED:
                 dominated.append(s["network"])
-                if int(m.group(1)) in by_number:
-                    text = "dominated by " + _describe(by_number[int(m.group(1))], names) + text[m.end():]
-            rows.append([s["network"], s["trial"], *(_cell(n, s.get(n)) for n in names), text])
+            rows.append([s["network"], s["trial"], *(_cell(n, s.get(n)) for n in names), standing_text(s, name_of)])
         out += md_table(["named", "trial", *names, "standing"], rows)
         if dominated:
             out += ["", f"{len(dominated)} named architecture(s) dominated by a found network: "
@@ -464,8 +417,6 @@ def summary(study: Study, ostudy: optuna.Study, df: pd.DataFrame) -> str:
         out.append(f"Not measured: how well the proxy ranks architectures like real training is unknown. Run "
                    f"`nas fidelity {study.source}` to measure it.")
     else:
-        from nas.proxy_fidelity import lines
-
         out += [f"- {line}" for line in lines(fidelity)]
         out += ["", "![proxy vs high-fidelity accuracy](fidelity.png)", ""]
         rows = [[n, name, " / ".join(f"{a:.4f}" for a in pa), " / ".join(f"{a:.4f}" for a in ha)]
@@ -480,9 +431,6 @@ def gap_lines(study: Study, ostudy: optuna.Study) -> list[str]:
 
     A curve still rising in the last epoch says the proxy's budget, not only the architecture, explains the gap.
     """
-    from nas.repeats import seed_noise, spread_of, stored
-    from nas.storage import display_name, front
-
     if "accuracy" not in study.metric_names:
         return []
     repeats, noise = stored(ostudy), seed_noise(ostudy)
@@ -517,8 +465,6 @@ def gap_lines(study: Study, ostudy: optuna.Study) -> list[str]:
 
 def latest_fidelity(ostudy: optuna.Study) -> dict | None:
     """The study's last `nas fidelity` summary, or None."""
-    from nas.proxy_fidelity import latest
-
     return latest(ostudy)
 
 

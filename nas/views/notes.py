@@ -11,30 +11,20 @@ Read it with `stored_arch`.
 from __future__ import annotations
 
 import json
-import math
 from types import SimpleNamespace
 from typing import Any
 
 import optuna
-import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.format import human
+from nas.record.repeats import spread_of, stored
+from nas.record.trials import state_of, stored_arch
 from nas.study import Study
 from space import Arch
 from space.errors import SpecError
 
 COST_UNITS = {"params": "parameters", "macs": "multiply-accumulates per image", "activations": "activations"}
-
-
-def arch_attr(arch: Arch) -> str:
-    """The `arch` user attribute: one line of YAML flow style (`{name: .., stem: {..}, stages: [..], head: {..}}`)."""
-    return yaml.safe_dump(arch.to_dict(), default_flow_style=True, sort_keys=False, width=math.inf).strip()
-
-
-def stored_arch(t: Any) -> str | None:
-    """A trial's architecture text: its `arch` system attribute (in studies made before it: the user attribute)."""
-    return t.system_attrs.get("arch") or t.user_attrs.get("arch")
 
 
 def accuracy_step(val_images: Any) -> str:
@@ -47,9 +37,6 @@ def accuracy_step(val_images: Any) -> str:
 # -- the note ---------------------------------------------------------------------------------------------------------
 def trial_note(study: Study, t: FrozenTrial, repeats: dict[str, dict[int, dict]] | None = None) -> str:
     """The Markdown note of trial `t`: state, figures (units, network, fidelity), latency, seeds, architecture."""
-    from nas.repeats import spread_of
-    from nas.report import state_of
-
     a = t.user_attrs
     state = state_of(t)
     title = a.get("named") or "sampled architecture"
@@ -186,8 +173,6 @@ def write_trial_note(ostudy: optuna.Study, study: Study, t: FrozenTrial,
 
 def refresh_arch_notes(ostudy: optuna.Study, study: Study, arch_hash: str) -> int:
     """Rewrite the notes of every finished trial of one architecture (after a seed repeat); return how many."""
-    from nas.repeats import stored
-
     repeats = stored(ostudy)
     done = 0
     for t in ostudy.get_trials(deepcopy=False):

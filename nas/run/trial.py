@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import math
 import os
 import socket
@@ -26,7 +25,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from nas.quiet import QuietLock, TrialQuiet, _Busy, _NoBusy, for_trial  # noqa: F401 (QuietLock: re-exported)
+from nas.record.trials import trial_seed
+from nas.run.quiet import Busy, NoBusy, QuietLock, TrialQuiet, for_trial  # noqa: F401 (QuietLock: re-exported)
 from nas.study import METRICS, Constraint, EvaluatorSpec, Study
 from space import Arch
 from space.errors import NasError, SpecError
@@ -131,16 +131,6 @@ def _finite(name: str, value: float) -> float:
 
 # -- the default evaluator --------------------------------------------------------------------------------------------
 Evaluate = Callable[[Arch, Job, Reporter], None]
-
-
-def trial_seed(study_seed: int, arch_hash: str, repeat: int = 0) -> int:
-    """The seed of one evaluation of an architecture: its weight init, data order and augmentation.
-
-    A function of the study seed, the architecture and the repeat index only, so the same architecture evaluated
-    again in the same study settings trains to the same accuracy (on CPU), and repeat k gives an independent draw.
-    """
-    digest = hashlib.sha256(f"{study_seed}:{arch_hash}:{repeat}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 def evaluate(arch: Arch, job: Job, report: Reporter) -> None:
@@ -274,10 +264,10 @@ def _latency(arch: Arch, job: Job, num_classes: int, in_chans: int, lock: TrialQ
 
 # -- keeping latency measurements off busy devices (the locks live in nas.quiet) --------------------------------------
 @contextlib.contextmanager
-def _busy(lock: TrialQuiet | None) -> Iterator[_Busy | _NoBusy]:
+def _busy(lock: TrialQuiet | None) -> Iterator[Busy | NoBusy]:
     """A busy section over the trial's cores and GPUs (nothing without a lock)."""
     if lock is None:
-        yield _NoBusy()
+        yield NoBusy()
     else:
         with lock.busy() as section:
             yield section

@@ -2,47 +2,35 @@
 
 The driver opens the study in its storage (`nas.storage`), re-queues what a killed driver left running, seeds the
 named points, and hands Ray Tune a `StudySearcher` (`nas.searcher`) and ASHA on accuracy; each trial runs
-`nas.trial.run_trial` in a Ray worker — on this machine, or on the nodes of the cluster at `address`. Workers are
+`nas.run.trial.run_trial` in a Ray worker — on this machine, or on the nodes of the cluster at `address`. Workers are
 reused across trials (`reuse_actors`: about 0.2 s of start-up per trial instead of about 2 s).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import shlex
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
-import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from nas.searcher import Log, Progress, StudySearcher, make_sampler, status_line
-from nas.storage import (
-    Recorder,
-    counts_toward_budget,
-    driver_lock,
-    front,
-    named_standing,
-    open_study,
-    storage_of,
-    trial_row,
-)
+from nas.record.store import Recorder, driver_lock, open_study, storage_of
+from nas.run.cluster import RayLost, concurrency, connect, ray_gone
+from nas.run.searcher import Log, Progress, StudySearcher, status_line
+from nas.run.trial import ASHA_EPOCH, Evaluate, Job, run_trial
 from nas.study import Study
-from nas.trial import ASHA_EPOCH, Evaluate, Job, run_trial
-from space.errors import NasError
 
 # The engine's public surface: the run, and the pieces tools that read or drive a study use.
-__all__ = ["run_search", "Outcome", "StudySearcher", "Recorder", "make_sampler", "open_study", "storage_of",
-           "counts_toward_budget", "front", "named_standing", "trial_row"]
+__all__ = ["run_search", "Outcome", "RayLost", "resume_command"]
 
 
 @dataclass
@@ -85,13 +73,13 @@ def run_search(study: Study, *, address: str | None = None, trials: int | None =
         interrupted = True
         lost: str | None = None
         try:
-            with _ray(address or study.address) as resources:
-                concurrency = study.concurrency or _concurrency(study, resources)
+            with connect(address or study.address) as resources:
+                slots = study.concurrency or concurrency(study, resources)
                 log(f"searching '{study.name}': {_budget_text(budget_trials, budget_minutes, done_before, spent)}, "
-                    f"{concurrency} trial(s) at a time on {resources.get('CPU', 0):g} CPU(s)"
+                    f"{slots} trial(s) at a time on {resources.get('CPU', 0):g} CPU(s)"
                     + (f" and {resources.get('GPU', 0):g} GPU(s)" if resources.get("GPU") else "")
                     + f"; storage {study.storage}")
-                interrupted = _fit(study, searcher, concurrency, evaluate, log, status_every)
+                interrupted = _fit(study, searcher, slots, evaluate, log, status_every)
         except RayLost as e:
             lost = str(e)
         finally:
@@ -107,10 +95,6 @@ def run_search(study: Study, *, address: str | None = None, trials: int | None =
                        ran=searcher.counted - done_before, recovered=recovered, aborted=searcher.abort)
 
 
-class RayLost(NasError):
-    """The driver's own Ray went away during a search (its raylet or GCS exited): the search cannot go on here."""
-
-
 def resume_command(study: Study, address: str | None, trials: int | None, minutes: float | None) -> str:
     """The `nas search` command that resumes this run (the same overrides, never --fresh)."""
     words = ["nas", "search", study.source]
@@ -121,25 +105,6 @@ def resume_command(study: Study, address: str | None, trials: int | None, minute
     if minutes is not None:
         words += ["--minutes", f"{minutes:g}"]
     return shlex.join(words)
-
-
-def ray_gone() -> str | None:
-    """Why this driver's Ray is gone (its local raylet or GCS exited, its node is dead), or None while it is up."""
-    node = getattr(ray._private.worker, "_global_node", None)  # a local Ray started by this process: its daemons
-    for kind in ("raylet", "gcs_server"):
-        for info in (getattr(node, "all_processes", None) or {}).get(kind, []):
-            code = info.process.poll() if info.process is not None else None
-            if code is not None:
-                how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-                return f"the local Ray's {kind} (pid {info.process.pid}) exited ({how})"
-    try:
-        me = ray.get_runtime_context().get_node_id()
-        alive = {n["NodeID"]: n["Alive"] for n in ray.nodes()}
-    except Exception as e:  # the GCS is gone (head node down): any call to it fails
-        return f"Ray's GCS cannot be reached ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
-    if not alive.get(me, False):
-        return f"Ray marked this machine's node {me[:12]} dead (its raylet exited)"
-    return None
 
 
 WATCH_SECONDS = 2.0  # how often the driver checks that its Ray is still there
@@ -190,71 +155,6 @@ def _budget_text(trials: int | None, minutes: float | None, done: int, spent: fl
     if minutes is not None:
         parts.append(f"{minutes:g} min" + (f" ({spent / 60:.1f} spent)" if spent > 1 else ""))
     return " or ".join(parts)
-
-
-def _concurrency(study: Study, resources: dict) -> int:
-    """As many trials as the cluster's CPUs (and GPUs) allow."""
-    n = int(resources.get("CPU", 1) // study.resources.cpu)
-    if study.resources.gpu > 0:
-        n = min(n, int(resources.get("GPU", 0) // study.resources.gpu))
-    if n < 1:
-        raise NasError(f"{study.source}: resources {dataclasses.asdict(study.resources)} per trial do not fit the "
-                       f"cluster ({resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs)")
-    return n
-
-
-@contextlib.contextmanager
-def _ray(address: str | None) -> Iterator[dict]:
-    """Connect to Ray: the session already open in this process, the cluster at `address`, or a new local one.
-
-    A new local Ray listens on the loopback interface only and starts no dashboard: nobody asked for a cluster.
-    Only a Ray started here is shut down here (never `ray stop`: it kills every Ray process on the machine).
-    """
-    started = False
-    if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
-        if address:
-            kwargs["address"] = address
-        else:
-            kwargs.update(address="local", include_dashboard=False)
-        try:
-            with contextlib.nullcontext() if address else _loopback_only():
-                ray.init(**kwargs)
-        except (ConnectionError, ValueError, RuntimeError) as e:
-            raise NasError(f"cannot start or join Ray at {address or 'a new local instance'}: {e}") from None
-        started = True
-    try:
-        yield ray.cluster_resources()
-    finally:
-        if started:
-            ray.shutdown()
-
-
-@contextlib.contextmanager
-def _loopback_only() -> Iterator[None]:
-    """Make the Ray started inside use 127.0.0.1 as its node address, so every server it runs binds to loopback.
-
-    Ray's single-machine mode (its default on Windows and macOS, `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`) does exactly
-    this. The variable reaches the processes Ray starts; this process read it when it imported Ray, so the flag it
-    was turned into is set for the start too. (`_node_ip_address="127.0.0.1"` would be replaced by the machine's
-    address, and its servers would still listen on every interface.)
-    """
-    from ray._private import ray_constants
-
-    env, flag = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "ENABLE_RAY_CLUSTER"
-    saved_env, saved_flag = os.environ.get(env), getattr(ray_constants, flag, None)
-    os.environ[env] = "0"
-    if saved_flag is not None:
-        setattr(ray_constants, flag, False)
-    try:
-        yield
-    finally:
-        if saved_env is None:
-            os.environ.pop(env, None)
-        else:
-            os.environ[env] = saved_env
-        if saved_flag is not None:
-            setattr(ray_constants, flag, saved_flag)
 
 
 def _fit(study: Study, searcher: StudySearcher, concurrency: int, evaluate: Evaluate | None, log: Log,

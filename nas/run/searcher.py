@@ -19,7 +19,6 @@ import dataclasses
 import json
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +30,11 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from nas.format import human
-from nas.notes import arch_attr, stored_arch, write_study_note, write_trial_note
-from nas.storage import CONSTRAINTS_KEY, SYSTEM_KEYS, Recorder, counts_toward_budget
+from nas.record.store import CONSTRAINTS_KEY, SYSTEM_KEYS, Recorder
+from nas.record.trials import arch_attr, counts_toward_budget, stored_arch
+from nas.run.sampling import make_sampler
 from nas.study import METRICS, Study
+from nas.views.notes import write_study_note, write_trial_note
 from space import Arch
 from space.errors import NasError, SpecError
 
@@ -41,28 +42,6 @@ Log = Callable[[str], None]
 Told = tuple[TrialState, list[float] | None, dict]  # what Optuna is told: state, values, user attributes
 
 
-def make_sampler(study: Study, offset: int) -> optuna.samplers.BaseSampler:
-    """The study's sampler; `offset` (the number of trials already in the study) reseeds a resumed search."""
-    spec = study.sampler
-    seed = spec.seed + offset  # the same seed again would replay the proposals of the first run
-    if spec.type == "tpe":
-        # Trials run in parallel: constant_liar keeps concurrent asks from proposing the same point. Multivariate
-        # TPE with groups models the parameters that occur together (a block family's) jointly; it reached a
-        # higher hypervolume than independent TPE and random search in bench/search_quality.py.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.startup, constant_liar=True,
-                                              multivariate=spec.multivariate, group=spec.multivariate)
-    if spec.type == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=spec.population)
-    if spec.type == "qmc":
-        # Sobol points over the parameters of the first trial's structure (the rest of a conditional space is drawn
-        # at random); the sequence index comes from the trial count, so the seed stays the same on resume.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.QMCSampler(seed=spec.seed, qmc_type="sobol", scramble=True,
-                                              warn_independent_sampling=False)
-    return optuna.samplers.RandomSampler(seed=seed)
 
 
 # -- the searcher -----------------------------------------------------------------------------------------------------

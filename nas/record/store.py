@@ -25,14 +25,14 @@ import optuna
 import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.notes import arch_attr, stored_arch
+from nas.record.trials import arch_attr, stored_arch
 from nas.study import Study
 from space.errors import NasError
 
 INTERRUPTED = "interrupted (the search stopped while it ran); re-queued"
 CONSTRAINTS_KEY = "constraints"  # Optuna's system attribute, in the list form optuna-dashboard reads too
 # Bulky per-trial records kept as system attributes: the dashboard's attribute tables stay one line per trial (the
-# trial's note shows them). Read the architecture with `nas.notes.stored_arch`.
+# trial's note shows them). Read the architecture with `nas.record.trials.stored_arch`.
 SYSTEM_KEYS = ("history", "arch")
 
 
@@ -103,7 +103,7 @@ def open_study(study: Study, storage: optuna.storages.BaseStorage, *, fresh: boo
     if study.name in names:
         # The study in the storage only records; sampling happens on an in-memory copy (see StudySearcher).
         existing = optuna.load_study(study_name=study.name, storage=storage, sampler=optuna.samplers.RandomSampler())
-        _check_same(study, existing)
+        check_same(study, existing)
         return existing
     ostudy = optuna.create_study(study_name=study.name, storage=storage, directions=study.directions,
                                  sampler=optuna.samplers.RandomSampler())
@@ -129,7 +129,7 @@ def _fingerprints(study: Study) -> dict[str, str]:
             for k, v in parts.items()}
 
 
-def _check_same(study: Study, existing: optuna.Study,
+def check_same(study: Study, existing: optuna.Study,
                 fix: str = "use --fresh to start it over, or give the study another name") -> None:
     """Refuse to append to (or read) a study whose objectives or settings differ from the study file's."""
     where = f"{study.source}: study '{study.name}' in {study.storage}"
@@ -231,12 +231,6 @@ class Recorder:
         return out
 
 
-def counts_toward_budget(t: FrozenTrial) -> bool:
-    """Whether `t` was an evaluation: finished, not interrupted (re-queued), not a reused duplicate or a refused
-    invalid proposal."""
-    a = t.user_attrs
-    return (t.state.is_finished() and not a.get("interrupted") and "duplicate_of" not in a
-            and not a.get("invalid"))
 
 
 @contextlib.contextmanager
@@ -265,79 +259,21 @@ def driver_lock(study: Study) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-# -- reading the record ----------------------------------------------------------------------------------------------
-def front(ostudy: optuna.Study) -> list[FrozenTrial]:
-    """The Pareto front: complete, feasible, non-dominated trials (duplicates collapsed to their original)."""
-    return [t for t in ostudy.best_trials if "duplicate_of" not in t.user_attrs]
-
-
-def trial_row(t: FrozenTrial, names: list[str], repeats: dict | None = None) -> dict[str, Any]:
-    """A table row of a trial: number, network, objectives (accuracy as mean ± spread over seeds), cost, epochs."""
-    from nas.repeats import spread_of
-
-    a = t.user_attrs
-    row: dict[str, Any] = {"trial": t.number, "network": display_name(t)}
-    for name in names:
-        row[name] = a.get(name) if a.get("trained", True) or name != "accuracy" else None
-    spread = spread_of(t, repeats or {})
-    if "accuracy" in names and spread is not None and spread.n > 1:
-        row["accuracy"] = spread.mean
-        row["± seeds"] = f"±{spread.std:.4f} (n={spread.n})"
-    for k in ("params", "macs"):
-        if k not in names and k in a:
-            row[k] = a[k]
-    if "latency_ms" in names and a.get("latency_loaded"):
-        row["latency note"] = "measured under load"
-    if "epochs" in a and a.get("planned_epochs"):
-        row["epochs"] = a["epochs"]
-    row["hash"] = a.get("hash", "")
-    return row
-
-
-def display_name(t: FrozenTrial) -> str:
-    """How tables name a trial's network: 'resnet18 (small-input stem)', 'resnet18', or '' for a sampled one."""
-    a = t.user_attrs
-    name = a.get("named") or ""
-    if a.get("adapted"):
-        return f"{name or 'sampled'} ({a['adapted']})"
-    return name
-
-
-def named_standing(ostudy: optuna.Study, study: Study) -> list[dict[str, Any]]:
-    """Where each seeded named point stands: on the front, dominated (beyond seed noise or within it), infeasible."""
-    from nas.repeats import compare, seed_noise, stored
-
-    names = study.metric_names
-    best = front(ostudy)
-    on_front = {t.number for t in best}
-    repeats, noise = stored(ostudy), seed_noise(ostudy)
-    out = []
-    for t in ostudy.get_trials(deepcopy=False):
-        a = t.user_attrs
-        if not a.get("named") or "duplicate_of" in a or a.get("interrupted") or t.state == TrialState.WAITING:
-            continue
-        row = trial_row(t, names, repeats)
-        if t.state == TrialState.COMPLETE and t.number in on_front:
-            row["standing"] = "on the Pareto front"
-        elif not a.get("feasible", True):
-            row["standing"] = "infeasible: " + str(a.get("infeasible") or "violates a constraint")
-        elif t.state == TrialState.COMPLETE:
-            verdicts = [(b, compare(t, b, study, ostudy, noise, repeats)) for b in best]
-            real = [(b, v) for b, v in verdicts if v.startswith("dominates")]
-            within = [b for b, v in verdicts if v == "within noise"]
-            if real:
-                b, v = real[0]
-                row["standing"] = f"dominated by #{b.number}" + (" (seed noise not measured)" if "noise" in v else
-                                                                  " beyond seed noise")
-            elif within:
-                row["standing"] = f"within noise of #{within[0].number} (dominated nominally)"
-            else:
-                row["standing"] = "dominated"
-        elif t.state == TrialState.PRUNED:
-            row["standing"] = f"stopped early after {a.get('epochs', '?')} epoch(s)"
-        elif t.state == TrialState.RUNNING:
-            row["standing"] = "running"
-        else:
-            row["standing"] = f"failed: {a.get('fail_reason', '')}"
-        out.append(row)
-    return out
+def load_results(study: Study) -> optuna.Study:
+    """The study's Optuna record, opened for reading; a study never searched is a one-line error."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    hint = f"run 'nas search {study.source}' first"
+    if study.storage.startswith("sqlite:///") and not Path(study.storage[len("sqlite:///"):]).is_file():
+        raise NasError(f"{study.source}: no results yet (no database {study.storage[len('sqlite:///'):]}); {hint}")
+    storage = storage_of(study)
+    try:
+        names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    except Exception as e:  # SQLAlchemy raises many types for an unreachable server or a file that is not a DB
+        raise NasError(f"{study.source}: storage {study.storage}: cannot read it ({type(e).__name__}: {e})") from None
+    if study.name not in names:
+        raise NasError(f"{study.source}: no study '{study.name}' in {study.storage} (it holds "
+                       f"{', '.join(sorted(names)) or 'none'}); {hint}")
+    ostudy = optuna.load_study(study_name=study.name, storage=storage)
+    check_same(study, ostudy, fix="restore the settings it was searched with to report it (its trials were judged "
+                                   "by them), or search the edited file under another name")
+    return ostudy

@@ -5,7 +5,7 @@ at a higher fidelity — by default the study's target network (target width and
 more epochs — and compares the seed-mean accuracies with the proxy's (the proxy's extra seeds are the study's seed
 repeats, `nas.repeats`). Every run goes through Ray like the search and is stored in the study as soon as it ends
 (`fidelity:<setting>:<arch hash>:<seed>`), so an interrupted run continues where it stopped; the comparison
-(`nas.fidelity.compare`: Kendall tau and Spearman rho with bootstrap intervals, seed noise at both fidelities, top-k
+(`nas.record.rank.compare`: Kendall tau and Spearman rho with bootstrap intervals, seed noise at both fidelities, top-k
 overlap, the verdict) is stored as `fidelity_summary:<setting>` and the setting last measured as `fidelity_latest`,
 which `nas report` and exported model cards show.
 """
@@ -14,52 +14,28 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial
 
+from nas.record import rank as stats
+from nas.record.fidelity import LATEST, PREFIX, SUMMARY, HighFidelity, stored_runs
+from nas.record.repeats import spread_of, stored
+from nas.record.trials import front
+from nas.run.repeats import run_repeats, train_many
+from nas.run.trial import Job
 from nas.study import Network, Study
 from space.errors import NasError
 
 Log = Callable[[str], None]
-PREFIX = "fidelity:"
-SUMMARY = "fidelity_summary:"
-LATEST = "fidelity_latest"
-
-
-@dataclass(frozen=True)
-class HighFidelity:
-    """The setting trained instead of the proxy: network width and resolution, training images, epochs."""
-
-    width_mult: float
-    resolution: int
-    epochs: int
-
-    @property
-    def key(self) -> str:
-        """Identifies the setting in the storage."""
-        return f"w{self.width_mult:g}-r{self.resolution}-e{self.epochs}"
-
-    def describe(self) -> str:
-        """'×1 @16px, all training images, 12 epochs'."""
-        return f"×{self.width_mult:g} @{self.resolution}px, all training images, {self.epochs} epochs"
-
-
-def high_fidelity(study: Study, *, epochs: int | None = None, width_mult: float | None = None,
-                  resolution: int | None = None) -> HighFidelity:
-    """The default high fidelity: the study's target network, trained 3x the proxy's epochs (each settable)."""
-    t = study.evaluator.target
-    return HighFidelity(width_mult=width_mult or t.width_mult, resolution=resolution or t.resolution,
-                        epochs=epochs or 3 * study.evaluator.epochs)
 
 
 def job_of(study: Study, hf: HighFidelity) -> Any:
     """The trial job whose 'proxy' is the high-fidelity network (what `repeat_accuracy` trains)."""
-    from nas.trial import Job
-
     ev = study.evaluator
     data = {**ev.data, "resolution": hf.resolution}
     data.pop("limit_train", None)
@@ -68,30 +44,9 @@ def job_of(study: Study, hf: HighFidelity) -> Any:
     return dataclasses.replace(Job.from_study(study), evaluator=evaluator)
 
 
-def stored_runs(ostudy: optuna.Study, hf: HighFidelity) -> dict[str, dict[int, dict]]:
-    """High-fidelity runs of setting `hf`: arch hash → seed index → record."""
-    out: dict[str, dict[int, dict]] = {}
-    head = f"{PREFIX}{hf.key}:"
-    for key, value in ostudy.user_attrs.items():
-        if key.startswith(head):
-            h, _, k = key[len(head):].rpartition(":")
-            out.setdefault(h, {})[int(k)] = value
-    return out
-
-
-def latest(ostudy: optuna.Study) -> dict | None:
-    """The last stored comparison (see the module docstring), or None."""
-    key = ostudy.user_attrs.get(LATEST)
-    return ostudy.user_attrs.get(f"{SUMMARY}{key}") if key else None
-
-
 def measure(study: Study, ostudy: optuna.Study, *, k: int = 10, seeds: int = 2, hf: HighFidelity,
             numbers: list[int] | None = None, address: str | None = None, log: Log = print) -> dict:
     """Train what is missing (proxy seeds, high-fidelity runs), compare, store and return the summary."""
-    from nas import fidelity as stats
-    from nas.repeats import run_repeats, spread_of, stored, train_many
-    from nas.storage import front
-
     trials = ostudy.get_trials(deepcopy=False)
     if numbers:
         by_number = {t.number: t for t in trials}
@@ -154,8 +109,6 @@ def measure(study: Study, ostudy: optuna.Study, *, k: int = 10, seeds: int = 2, 
 
 def _plain(value: Any) -> Any:
     """JSON-safe (NaN becomes None)."""
-    import json
-    import math
 
     if isinstance(value, float) and math.isnan(value):
         return None
@@ -164,25 +117,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return json.loads(json.dumps(value))
-
-
-def lines(summary: dict) -> list[str]:
-    """The summary as text lines (CLI and report)."""
-    def iv(v: list) -> str:
-        return f"{_f(v[0])} [{_f(v[1])}, {_f(v[2])}]"
-
-    pn, hn = summary["proxy_noise"], summary["high_noise"]
-    return [
-        f"verdict: {summary['verdict']}",
-        f"proxy: {summary['proxy']}; high fidelity: {summary['high_fidelity']}; {summary['seeds']} seed(s) each",
-        f"Kendall tau {iv(summary['tau'])}, Spearman rho {iv(summary['rho'])} ({int(summary['level'] * 100)} % "
-        "bootstrap intervals over architectures)",
-        f"seed noise: proxy mean |seed difference| {_f(pn['mean_abs_diff'], 4)} (seed-to-seed tau {_f(pn['tau'])}), "
-        f"high fidelity {_f(hn['mean_abs_diff'], 4)} (tau {_f(hn['tau'])})",
-        f"top-{summary['top']} overlap {summary['top_overlap']:.2f}; high-fidelity training "
-        f"{summary['high_minutes']:.1f} CPU/GPU-minutes",
-    ]
-
-
-def _f(v: float | None, digits: int = 2) -> str:
-    return "nan" if v is None else f"{v:.{digits}f}"

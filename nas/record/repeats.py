@@ -1,0 +1,134 @@
+"""Seed repeats in the record: an architecture's accuracy over its seeds, the study's seed noise, and dominance
+beyond that noise.
+
+A trial trains its proxy once, with the seed of repeat 0 (`nas.record.trials.trial_seed`); `nas.run.repeats` trains
+chosen trials again with repeats 1..k and stores each result as a study user attribute `repeat:<arch hash>:<k>`.
+The *seed noise* of a study is the pooled standard deviation of accuracy over the architectures with two or more
+seeds; `compare` uses it to say whether one trial is better than another beyond noise, or only within it.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from nas.study import Study
+
+PREFIX = "repeat:"
+
+
+@dataclass(frozen=True)
+class Spread:
+    """The accuracies of one architecture over its seeds (repeat 0 first)."""
+
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        """How many seeds."""
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        """Mean accuracy over the seeds."""
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation (None with one seed)."""
+        return statistics.stdev(self.values) if self.n > 1 else None
+
+    def text(self, digits: int = 4) -> str:
+        """'0.9611 ± 0.0042 (3 seeds)' or '0.9611 (1 seed)'."""
+        if self.std is None:
+            return f"{self.mean:.{digits}f} (1 seed)"
+        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f} ({self.n} seeds)"
+
+
+def stored(ostudy: optuna.Study) -> dict[str, dict[int, dict]]:
+    """Every stored repeat: arch hash → repeat index → its record (accuracy, seed, epochs, seconds, trial, node)."""
+    out: dict[str, dict[int, dict]] = {}
+    for key, value in ostudy.user_attrs.items():
+        if key.startswith(PREFIX):
+            h, _, k = key[len(PREFIX):].rpartition(":")
+            out.setdefault(h, {})[int(k)] = value
+    return out
+
+
+def spread_of(t: FrozenTrial, repeats: dict[str, dict[int, dict]]) -> Spread | None:
+    """The accuracy spread of trial `t` (its own accuracy and its architecture's repeats); None if untrained."""
+    acc = t.user_attrs.get("accuracy")
+    if t.state != TrialState.COMPLETE or not t.user_attrs.get("trained", True) or not isinstance(acc, (int, float)):
+        return None
+    more = repeats.get(t.user_attrs.get("hash", ""), {})
+    return Spread((float(acc), *(float(more[k]["accuracy"]) for k in sorted(more) if k > 0)))
+
+
+def seed_noise(ostudy: optuna.Study, trials: Iterable[FrozenTrial] | None = None) -> tuple[float, int] | None:
+    """(pooled seed-to-seed standard deviation of accuracy, architectures it is measured on), or None."""
+    repeats = stored(ostudy)
+    pairs, seen = [], set()
+    for t in trials if trials is not None else ostudy.get_trials(deepcopy=False):
+        s = spread_of(t, repeats)
+        h = t.user_attrs.get("hash")
+        if s is not None and s.n > 1 and h not in seen:
+            seen.add(h)
+            pairs.append((s.n - 1, s.std ** 2))
+    if not pairs:
+        return None
+    dof = sum(d for d, _ in pairs)
+    return math.sqrt(sum(d * v for d, v in pairs) / dof), len(pairs)
+
+
+def compare(a: FrozenTrial, b: FrozenTrial, study: Study, ostudy: optuna.Study,
+            noise: tuple[float, int] | None = None, repeats: dict | None = None) -> str:
+    """How `b` stands against `a`: 'dominates', 'within noise' (dominates nominally only) or 'does not dominate'.
+
+    `b` dominates `a` beyond noise when it is no worse in every objective and better in at least one by more than
+    that objective's noise margin: for accuracy twice the standard error of the difference of the two means (the
+    pooled seed noise), for latency the sum of the two measurements' IQRs, for counts (params, MACs) nothing. With
+    no seed noise measured, accuracy differences count as real and the verdict says so ('dominates (noise not
+    measured)').
+    """
+    repeats = stored(ostudy) if repeats is None else repeats
+    noise = seed_noise(ostudy) if noise is None else noise
+    better_beyond = better = False
+    for metric, direction in zip(study.metric_names, study.directions):
+        va, vb = _value(a, metric, repeats), _value(b, metric, repeats)
+        if va is None or vb is None:
+            return "does not dominate"
+        gain = (vb - va) if direction == "maximize" else (va - vb)
+        if gain < 0:
+            return "does not dominate"
+        better = better or gain > 0
+        better_beyond = better_beyond or gain > _margin(metric, a, b, noise, repeats)
+    if not better:
+        return "does not dominate"
+    if better_beyond:
+        return "dominates" if noise is not None or "accuracy" not in study.metric_names else \
+            "dominates (noise not measured)"
+    return "within noise"
+
+
+def _value(t: FrozenTrial, metric: str, repeats: dict) -> float | None:
+    if metric == "accuracy":
+        s = spread_of(t, repeats)
+        return None if s is None else s.mean
+    v = t.user_attrs.get(metric)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _margin(metric: str, a: FrozenTrial, b: FrozenTrial, noise: tuple[float, int] | None, repeats: dict) -> float:
+    if metric == "accuracy":
+        if noise is None:
+            return 0.0
+        na, nb = (spread_of(t, repeats).n for t in (a, b))
+        return 2.0 * noise[0] * math.sqrt(1.0 / na + 1.0 / nb)
+    if metric == "latency_ms":
+        return float(a.user_attrs.get("latency_iqr_ms") or 0.0) + float(b.user_attrs.get("latency_iqr_ms") or 0.0)
+    return 0.0

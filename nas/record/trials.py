@@ -1,0 +1,103 @@
+"""The trial vocabulary: what a stored trial is — its architecture, state, measured values, seed and standing in a
+table row — read from the Optuna record, with nothing but Optuna and the study file behind it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from nas.record.repeats import spread_of
+from space import Arch
+
+
+def arch_attr(arch: Arch) -> str:
+    """The `arch` user attribute: one line of YAML flow style (`{name: .., stem: {..}, stages: [..], head: {..}}`)."""
+    return yaml.safe_dump(arch.to_dict(), default_flow_style=True, sort_keys=False, width=math.inf).strip()
+
+
+def stored_arch(t: Any) -> str | None:
+    """A trial's architecture text: its `arch` system attribute (in studies made before it: the user attribute)."""
+    return t.system_attrs.get("arch") or t.user_attrs.get("arch")
+
+
+def trial_seed(study_seed: int, arch_hash: str, repeat: int = 0) -> int:
+    """The seed of one evaluation of an architecture: its weight init, data order and augmentation.
+
+    A function of the study seed, the architecture and the repeat index only, so the same architecture evaluated
+    again in the same study settings trains to the same accuracy (on CPU), and repeat k gives an independent draw.
+    """
+    digest = hashlib.sha256(f"{study_seed}:{arch_hash}:{repeat}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def state_of(t: FrozenTrial) -> str:
+    """complete | infeasible | pruned | failed | interrupted | running | waiting."""
+    if t.state == TrialState.COMPLETE:
+        return "complete" if t.user_attrs.get("feasible", True) else "infeasible"
+    if t.state == TrialState.FAIL:
+        return "interrupted" if t.user_attrs.get("interrupted") else "failed"
+    if t.state == TrialState.PRUNED and t.user_attrs.get("status") == "infeasible":
+        return "infeasible"  # stopped before training by a constraint (stored PRUNED, no invented accuracy)
+    if t.state == TrialState.PRUNED and t.user_attrs.get("status") == "duplicate":
+        # An architecture evaluated before (stored PRUNED so the dashboard lists it once): what its original was.
+        return "complete" if t.user_attrs.get("feasible", True) else "infeasible"
+    return {TrialState.PRUNED: "pruned", TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}[t.state]
+
+
+def metric_value(t: FrozenTrial, metric: str, names: list[str]) -> float | None:
+    """What was measured for `metric` on trial `t` (None when it was not: e.g. the accuracy of an untrained trial)."""
+    v = t.user_attrs.get(metric)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    if t.state == TrialState.COMPLETE and t.values and metric in names and t.user_attrs.get("trained", True):
+        return float(t.values[names.index(metric)])
+    return None
+
+
+def counts_toward_budget(t: FrozenTrial) -> bool:
+    """Whether `t` was an evaluation: finished, not interrupted (re-queued), not a reused duplicate or a refused
+    invalid proposal."""
+    a = t.user_attrs
+    return (t.state.is_finished() and not a.get("interrupted") and "duplicate_of" not in a
+            and not a.get("invalid"))
+
+
+def front(ostudy: optuna.Study) -> list[FrozenTrial]:
+    """The Pareto front: complete, feasible, non-dominated trials (duplicates collapsed to their original)."""
+    return [t for t in ostudy.best_trials if "duplicate_of" not in t.user_attrs]
+
+
+def display_name(t: FrozenTrial) -> str:
+    """How tables name a trial's network: 'resnet18 (small-input stem)', 'resnet18', or '' for a sampled one."""
+    a = t.user_attrs
+    name = a.get("named") or ""
+    if a.get("adapted"):
+        return f"{name or 'sampled'} ({a['adapted']})"
+    return name
+
+
+def trial_row(t: FrozenTrial, names: list[str], repeats: dict | None = None) -> dict[str, Any]:
+    """A table row of a trial: number, network, objectives (accuracy as mean ± spread over seeds), cost, epochs."""
+    a = t.user_attrs
+    row: dict[str, Any] = {"trial": t.number, "network": display_name(t)}
+    for name in names:
+        row[name] = a.get(name) if a.get("trained", True) or name != "accuracy" else None
+    spread = spread_of(t, repeats or {})
+    if "accuracy" in names and spread is not None and spread.n > 1:
+        row["accuracy"] = spread.mean
+        row["± seeds"] = f"±{spread.std:.4f} (n={spread.n})"
+    for k in ("params", "macs"):
+        if k not in names and k in a:
+            row[k] = a[k]
+    if "latency_ms" in names and a.get("latency_loaded"):
+        row["latency note"] = "measured under load"
+    if "epochs" in a and a.get("planned_epochs"):
+        row["epochs"] = a["epochs"]
+    row["hash"] = a.get("hash", "")
+    return row
