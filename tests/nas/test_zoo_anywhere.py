@@ -12,7 +12,7 @@ import torch
 
 from nas import zoo
 from nas.cli import main
-from tests.nas.test_report import filled
+from tests.nas.views.test_report import filled
 
 REPO = str(Path(__file__).resolve().parents[2])
 

@@ -26,7 +26,7 @@ from nas.record.store import Recorder, open_study, storage_of
 from nas.record.trials import arch_attr, stored_arch
 from nas.study import Study
 from nas.views.notes import refresh_arch_notes
-from tests.nas.test_report import VAL_IMAGES, Outcome, Recording, filled
+from tests.nas.views.test_report import VAL_IMAGES, Outcome, Recording, filled
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """`nas export`: trials of a real SQLite-backed study become zoo entries that load in one line and match the trial.
 
-The study is recorded through the engine's searcher (see tests/nas/test_report.py); the last test runs the real
+The study is recorded through the engine's searcher (see tests/nas/views/test_report.py); the last test runs the real
 `nas search` end to end.
 """
 
@@ -30,7 +30,7 @@ from nas.export import (
 from nas.record.store import load_results
 from nas.record.trials import stored_arch
 from nas.views.report import write_report
-from tests.nas.test_report import Recording, filled
+from tests.nas.views.test_report import Recording, filled
 
 X = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(0))
 
@@ -171,7 +171,7 @@ def test_trained_export_matches_and_resumes_after_an_interruption(study_dir: Pat
     assert (got - expected).abs().max() < 1e-4
 
     # torch.hub loads it from the repository's hubconf.
-    repo = str(Path(__file__).resolve().parents[2])
+    repo = str(Path(__file__).resolve().parents[3])
     hub = torch.hub.load(repo, "tnet", source="local", pretrained=True, trust_repo=True)
     assert torch.equal(outputs(hub), expected)
 
@@ -306,7 +306,7 @@ def test_search_report_export_end_to_end(study_dir: Path, capsys: pytest.Capture
     """The real engine: `nas search` (Ray Tune + Optuna), then `nas report`, `nas export --pareto`, and loading."""
     import yaml
 
-    shipped = Path(__file__).resolve().parents[2] / "studies" / "quickstart.yaml"
+    shipped = Path(__file__).resolve().parents[3] / "studies" / "quickstart.yaml"
     if shipped.is_file():  # a tiny copy of the shipped quickstart: 1 epoch, 4 trials, storage here
         raw = yaml.safe_load(shipped.read_text())
         raw.update(name="e2e", budget={"trials": 4}, concurrency=1)

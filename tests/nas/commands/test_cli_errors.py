@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nas.cli import main
-from tests.nas.test_report import make_study
+from tests.nas.views.test_report import make_study
 
 
 def one_line(capsys: pytest.CaptureFixture, argv: list[str]) -> str:

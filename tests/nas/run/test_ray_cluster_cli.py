@@ -28,7 +28,7 @@ import yaml
 from optuna.trial import TrialState
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 RAY = str(Path(sys.executable).parent / "ray")
 
 

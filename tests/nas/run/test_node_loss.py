@@ -157,7 +157,7 @@ def test_the_drivers_ray_gone_ends_in_one_line_and_resumes(tmp_path: Path, env: 
     path = study_file(tmp_path, "driver", epochs=3, trials=3)
     storage = f"sqlite:///{tmp_path / 'driver.db'}"
     nas = [sys.executable, "-m", "nas.cli", "search", str(path), "--status-every", "600"]
-    cwd = Path(__file__).resolve().parents[2]
+    cwd = Path(__file__).resolve().parents[3]
     search = subprocess.Popen(nas, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ours: dict[int, str] = {}
     try:
