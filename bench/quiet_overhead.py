@@ -1,4 +1,4 @@
-"""Time trials spend waiting for latency measurements: the node-wide lock vs the device scope (nas.quiet).
+"""Time trials spend waiting for latency measurements: the node-wide lock vs the device scope (nas.run.quiet).
 
 SIMULATED: no GPU is used. Ray declares N GPUs that do not exist and runs 2N trial slots with `gpu: 0.5` (two trials
 packed per GPU, as in studies/cifar10-gpu.yaml), each slot a Ray task running trials back to back. A trial takes its

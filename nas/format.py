@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pandas is imported where a table is printed, not when the CLI builds its parser
     import pandas as pd
@@ -37,3 +38,13 @@ def text_table(cols: list[str], rows: list[list[str]]) -> str:
         return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)).rstrip()
 
     return "\n".join([line(cols), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def md_table(header: list[str], rows: Iterable[list[Any]]) -> list[str]:
+    """Lines of a GitHub-flavoured Markdown table."""
+    def esc(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(esc(v) for v in r) + " |" for r in rows]
+    return lines

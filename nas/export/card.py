@@ -13,13 +13,12 @@ from optuna.trial import FrozenTrial
 from torch import nn
 
 from nas.export.select import network_of
-from nas.format import human
+from nas.format import human, md_table
 from nas.record.fidelity import latest
 from nas.record.repeats import spread_of, stored
 from nas.record.store import load_results
 from nas.record.trials import state_of
 from nas.study import Study
-from nas.views.report import md_table
 from nas.zoo import WEIGHTS
 from space import Arch
 

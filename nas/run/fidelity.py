@@ -3,7 +3,7 @@
 Picks k finished trials (the front, named points, the rest spread over the proxy-accuracy range), trains each r times
 at a higher fidelity — by default the study's target network (target width and resolution, every training image) for
 more epochs — and compares the seed-mean accuracies with the proxy's (the proxy's extra seeds are the study's seed
-repeats, `nas.repeats`). Every run goes through Ray like the search and is stored in the study as soon as it ends
+repeats, `nas.run.repeats`). Every run goes through Ray like the search and is stored in the study as soon as it ends
 (`fidelity:<setting>:<arch hash>:<seed>`), so an interrupted run continues where it stopped; the comparison
 (`nas.record.rank.compare`: Kendall tau and Spearman rho with bootstrap intervals, seed noise at both fidelities, top-k
 overlap, the verdict) is stored as `fidelity_summary:<setting>` and the setting last measured as `fidelity_latest`,

@@ -1,7 +1,7 @@
 """`run_search`: run (or resume) a study — Optuna decides what to try, Ray Tune runs it, the RDB records it.
 
-The driver opens the study in its storage (`nas.storage`), re-queues what a killed driver left running, seeds the
-named points, and hands Ray Tune a `StudySearcher` (`nas.searcher`) and ASHA on accuracy; each trial runs
+The driver opens the study in its storage (`nas.record.store`), re-queues what a killed driver left running, seeds the
+named points, and hands Ray Tune a `StudySearcher` (`nas.run.searcher`) and ASHA on accuracy; each trial runs
 `nas.run.trial.run_trial` in a Ray worker — on this machine, or on the nodes of the cluster at `address`. Workers are
 reused across trials (`reuse_actors`: about 0.2 s of start-up per trial instead of about 2 s).
 """

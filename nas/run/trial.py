@@ -262,7 +262,7 @@ def _latency(arch: Arch, job: Job, num_classes: int, in_chans: int, lock: TrialQ
         return measure_latency(arch, cfg, num_classes=num_classes, in_chans=in_chans, cache=store)
 
 
-# -- keeping latency measurements off busy devices (the locks live in nas.quiet) --------------------------------------
+# -- keeping latency measurements off busy devices (the locks live in nas.run.quiet) ----------------------------------
 @contextlib.contextmanager
 def _busy(lock: TrialQuiet | None) -> Iterator[Busy | NoBusy]:
     """A busy section over the trial's cores and GPUs (nothing without a lock)."""

@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.format import human
+from nas.format import human, md_table
 from nas.record.repeats import spread_of, stored
 from nas.record.trials import state_of, stored_arch
 from nas.study import Study
@@ -99,7 +99,7 @@ def _figures(study: Study, t: FrozenTrial, spread: Any) -> list[str]:
             rows.append([study.metric_label(k), f"{a[k]:.4g} (untrained proxy)"])
     if not rows:
         return []
-    return ["### Figures", "", *_table(["figure", "value"], rows), "", *of, ""]
+    return ["### Figures", "", *md_table(["figure", "value"], rows), "", *of, ""]
 
 
 def _latency(study: Study, a: dict) -> list[str]:
@@ -123,7 +123,7 @@ def _seeds(t: FrozenTrial, repeats: dict[str, dict[int, dict]]) -> list[str]:
     more = repeats.get(a.get("hash", ""), {})
     runs += [[k, more[k].get("seed", "?"), f"{float(more[k]['accuracy']):.4f}", "`nas repeat`"]
              for k in sorted(more) if k > 0]
-    out = ["### Seeds", "", *_table(["repeat", "seed", "accuracy", "run by"], runs), ""]
+    out = ["### Seeds", "", *md_table(["repeat", "seed", "accuracy", "run by"], runs), ""]
     if len(runs) == 1:
         out += ["One seed: the accuracy's spread is not measured (`nas repeat` trains more).", ""]
     return out
@@ -140,20 +140,12 @@ def _architecture(text: Any) -> list[str]:
     out = ["### Architecture", "", f"stem: {_params(d['stem'])}", ""]
     rows = [[i, s.pop("block"), s.pop("depth"), s.pop("width"), s.pop("stride"), _params(s)]
             for i, s in enumerate(d["stages"], 1)]
-    out += _table(["stage", "block", "depth", "width", "stride", "block settings"], rows)
+    out += md_table(["stage", "block", "depth", "width", "stride", "block settings"], rows)
     return [*out, "", f"head: {_params(d['head'])}", ""]
 
 
 def _params(d: dict) -> str:
     return ", ".join(f"{k} {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in d.items()) or "-"
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    def esc(v: Any) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
-    return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|",
-            *("| " + " | ".join(esc(v) for v in r) + " |" for r in rows)]
 
 
 # -- writing ----------------------------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ import datetime as dt
 import json
 import math
 import textwrap
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from matplotlib.transforms import Bbox
 from optuna.trial import FrozenTrial
 
 from nas.fileio import atomic_write
-from nas.format import human
+from nas.format import human, md_table
 from nas.record.fidelity import latest
 from nas.record.repeats import seed_noise, spread_of, stored
 from nas.record.standing import DOMINATED, named_standing
@@ -572,16 +571,6 @@ def _cell(column: str, v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
-
-
-def md_table(header: list[str], rows: Iterable[list[Any]]) -> list[str]:
-    """Lines of a GitHub-flavoured Markdown table."""
-    def esc(v: Any) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(esc(v) for v in r) + " |" for r in rows]
-    return lines
 
 
 # -- writing ----------------------------------------------------------------------------------------------------------
