@@ -156,6 +156,29 @@ class Repeats:
 
 
 @dataclass(frozen=True)
+class Final:
+    """The final stage: the *target* network of chosen trials trained to convergence, `seeds` times each.
+
+    `of`: front (its `top` most accurate points by proxy accuracy; None: all), named, random (`random` architectures
+    drawn from the space with the study seed, evaluated by the search like any trial); `train`: the recipe
+    (evaluators.TrainConfig fields, meant to converge); `patience`: stop a run once validation accuracy has not
+    improved for this many epochs (None: train every epoch).
+    """
+
+    of: tuple[str, ...] = ("front", "named")
+    top: int | None = 3
+    random: int = 0
+    seeds: int = 3
+    train: dict = dataclasses.field(default_factory=dict)
+    patience: int | None = None
+
+    @property
+    def epochs(self) -> int:
+        """Epochs of a final run (at most, with a patience)."""
+        return int(self.train.get("epochs", 30))
+
+
+@dataclass(frozen=True)
 class Resources:
     """What one trial reserves: CPUs (also its torch threads) and a (fractional) GPU."""
 
@@ -250,6 +273,7 @@ class Study:
     address: str | None
     seed: int = 0
     repeats: Repeats | None = None
+    final: Final | None = None
     raw: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -317,7 +341,8 @@ class Study:
 
 # -- parsing ----------------------------------------------------------------------------------------------------------
 KEYS = ("name", "description", "space", "objectives", "constraints", "named", "sampler", "evaluator", "budget",
-        "early_stopping", "resources", "concurrency", "storage", "ray", "seed", "repeats")
+        "early_stopping", "resources", "concurrency", "storage", "ray", "seed", "repeats", "final")
+FINAL_SETS = ("front", "named", "random")
 REPEAT_SETS = ("front", "named", "all")
 
 
@@ -365,7 +390,7 @@ def _parse(data: Any, path: Path) -> Study:
                  budget=_budget(data.get("budget")), early_stopping=early,
                  resources=_resources(data.get("resources") or {}), concurrency=concurrency,
                  storage=_storage(data.get("storage"), path, name), address=address, seed=seed,
-                 repeats=_repeats(data.get("repeats")), raw=dict(data))
+                 repeats=_repeats(data.get("repeats")), final=_final(data.get("final")), raw=dict(data))
 
 
 def _repeats(raw: Any) -> Repeats | None:
@@ -385,6 +410,46 @@ def _repeats(raw: Any) -> Repeats | None:
         if item not in REPEAT_SETS:
             raise SpecError(f"unknown set {item!r}", key=f"repeats.of[{i}]", hint=did_you_mean(str(item), REPEAT_SETS))
     return Repeats(seeds=seeds, of=tuple(of))
+
+
+def _final(raw: Any) -> Final | None:
+    from evaluators import TrainConfig
+
+    if raw in (None, False, "off", "none"):
+        return None
+    if not isinstance(raw, Mapping):
+        raise SpecError("expected a mapping like {of: [front, named], seeds: 3, train: {epochs: 30}}, or off",
+                        key="final")
+    _only(raw, ("of", "top", "random", "seeds", "train", "patience"), "final")
+    of = raw.get("of", ["front", "named"])
+    of = [of] if isinstance(of, str) else of
+    if not isinstance(of, list) or not of:
+        raise SpecError(f"expected a list of {', '.join(FINAL_SETS)}", key="final.of")
+    for i, item in enumerate(of):
+        if item not in FINAL_SETS:
+            raise SpecError(f"unknown set {item!r}", key=f"final.of[{i}]", hint=did_you_mean(str(item), FINAL_SETS))
+    ints = {}
+    for key, lo, default in (("top", 1, 3), ("random", 0, 0), ("seeds", 1, 3), ("patience", 1, None)):
+        v = raw.get(key, default)
+        if v is None and key in ("top", "patience"):
+            ints[key] = None
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise SpecError(f"expected an integer >= {lo}, got {v!r}", key=f"final.{key}")
+        ints[key] = v
+    train = raw.get("train") or {}
+    if not isinstance(train, Mapping):
+        raise SpecError("expected a mapping of evaluators.TrainConfig fields", key="final.train")
+    _only(train, tuple(f.name for f in dataclasses.fields(TrainConfig)
+                       if f.name not in ("device", "threads", "seed")), "final.train")
+    _fill(TrainConfig, train, "final.train")
+    epochs = train.get("epochs", 30)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise SpecError(f"expected an integer >= 1, got {epochs!r}", key="final.train.epochs")
+    if "random" in of and not ints["random"]:
+        raise SpecError("`of` names random but `random` is 0", key="final.random", hint="set final.random: 3")
+    return Final(of=tuple(of), top=ints["top"], random=ints["random"] if "random" in of else 0, seeds=ints["seeds"],
+                 train={"epochs": epochs, **dict(train)}, patience=ints["patience"])
 
 
 def _only(data: Mapping[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
