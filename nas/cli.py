@@ -13,7 +13,8 @@ import sys
 from collections.abc import Sequence
 
 # One line per command module; each registers its own sub-commands.
-COMMANDS = ("zoo", "show", "space", "latency", "search", "repeat", "fidelity", "dashboard", "report", "export")
+COMMANDS = ("zoo", "show", "space", "latency", "search", "repeat", "final", "fidelity", "dashboard", "report",
+            "export")
 
 # What to do about an operating-system error on a path the user gave, by errno.
 _PATH_ADVICE = {

@@ -41,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
 
         run_repeats(study, ostudy, choose(study, ostudy, study.repeats.of), study.repeats.seeds,
                     address=args.address)
+    if study.final is not None and not outcome.interrupted and "accuracy" in study.metrics():
+        from nas.run.final import run_final
+
+        run_final(study, ostudy, address=args.address)
     print_results(study, ostudy)
     print(f"\nstorage: {study.storage}\nexplore: nas dashboard {args.study}")
     if outcome.interrupted:

@@ -22,11 +22,13 @@ from scipy import stats
 
 __all__ = [
     "RELIABLE_TAU", "RELIABLE_LOW", "Interval", "SeedNoise", "Fidelity", "kendall", "spearman", "bootstrap",
-    "seed_noise", "top_overlap", "is_reliable", "verdict", "compare",
+    "seed_noise", "top_overlap", "is_reliable", "verdict", "compare", "band_pairs", "kendall_pairs", "band_tau",
+    "BAND_RATIO",
 ]
 
 RELIABLE_TAU = 0.6  # Kendall tau at least this ...
 RELIABLE_LOW = 0.3  # ... and the lower end of its interval above this
+BAND_RATIO = 1.5  # pairs of networks whose target latencies are within this factor: the ones a user chooses between
 
 
 @dataclass(frozen=True)
@@ -63,15 +65,21 @@ class Fidelity:
     target_noise: SeedNoise
     top: int
     top_overlap: float
+    band: Interval | None = None  # Kendall tau over the pairs of similar latency (None: no latencies given)
+    band_pairs: int = 0
 
     @property
     def reliable(self) -> bool:
-        """Whether the verdict rule holds (see the module docstring)."""
-        return is_reliable(self.tau)
+        """Whether the verdict rule holds for the weaker of the two figures (all pairs, and the latency band)."""
+        return is_reliable(self.tau) and (self.band is None or is_reliable(self.band))
 
     def verdict(self) -> str:
-        """The one-line verdict."""
-        return verdict(self.tau, self.k)
+        """The one-line verdict; with latencies it takes the weaker of all-pairs tau and band tau."""
+        if self.band is None:
+            return verdict(self.tau, self.k)
+        how = "reliably" if self.reliable else "not reliably"
+        return (f"the proxy ranks these architectures {how}: tau {self.tau} over all pairs, {self.band} over the "
+                f"{self.band_pairs} pairs within {BAND_RATIO:g}x latency, k={self.k}")
 
 
 def _fmt(v: float) -> str:
@@ -180,9 +188,55 @@ def verdict(tau: Interval, k: int) -> str:
     return f"the proxy ranks these architectures {how}: tau {tau}, k={k}"
 
 
+def band_pairs(latency: Sequence[float] | np.ndarray, ratio: float = BAND_RATIO) -> list[tuple[int, int]]:
+    """Index pairs (i < j) whose latencies are within `ratio` of each other."""
+    lat = np.asarray(latency, dtype=float)
+    return [(i, j) for i in range(len(lat)) for j in range(i + 1, len(lat))
+            if max(lat[i], lat[j]) <= ratio * min(lat[i], lat[j])]
+
+
+def kendall_pairs(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray,
+                  pairs: Sequence[tuple[int, int]]) -> float:
+    """Kendall tau-b over the given index pairs only; NaN without an untied pair."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if not len(pairs):
+        return math.nan
+    i, j = np.asarray(pairs).T
+    sx, sy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    den = math.sqrt(float(np.abs(sx).sum() * np.abs(sy).sum()))
+    return float((sx * sy).sum() / den) if den > 0 else math.nan
+
+
+def band_tau(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, latency: Sequence[float] | np.ndarray,
+             *, ratio: float = BAND_RATIO, level: float = 0.9, n: int = 2000, seed: int = 0) -> Interval:
+    """Kendall tau over the pairs of similar latency, with a seeded bootstrap interval over architectures (a pair of
+    two draws of the same architecture is no pair)."""
+    x, y, lat = (np.asarray(v, dtype=float) for v in (x, y, latency))
+    near = np.maximum(lat[:, None], lat[None, :]) <= ratio * np.minimum(lat[:, None], lat[None, :])
+    value = kendall_pairs(x, y, band_pairs(lat, ratio))
+    i, j = np.triu_indices(len(x), 1)
+    idx = np.random.default_rng(seed).integers(0, len(x), size=(n, len(x)))
+    a, b = idx[:, i], idx[:, j]
+    mask = (a != b) & near[a, b]
+    sx, sy = np.sign(x[a] - x[b]) * mask, np.sign(y[a] - y[b]) * mask
+    den = np.sqrt(np.abs(sx).sum(1) * np.abs(sy).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        draws = np.where(den > 0, (sx * sy).sum(1) / den, np.nan)
+    draws = draws[~np.isnan(draws)]
+    if math.isnan(value) or len(draws) == 0:
+        return Interval(value, math.nan, math.nan, level)
+    low, high = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
+    return Interval(value, float(low), float(high), level)
+
+
 def compare(proxy: Sequence[Sequence[float]] | np.ndarray, target: Sequence[Sequence[float]] | np.ndarray, *,
-            top: int = 3, level: float = 0.9, n: int = 2000, seed: int = 0) -> Fidelity:
-    """Proxy vs high fidelity on the same k architectures (rows), r seeds each (columns); ranks use seed means."""
+            top: int = 3, level: float = 0.9, n: int = 2000, seed: int = 0,
+            latency: Sequence[float] | np.ndarray | None = None, ratio: float = BAND_RATIO) -> Fidelity:
+    """Proxy vs high fidelity on the same k architectures (rows), r seeds each (columns); ranks use seed means.
+
+    With `latency` (one per architecture) the comparison also covers the pairs within `ratio` of each other's
+    latency, and the verdict takes the weaker figure.
+    """
     p, t = _columns(proxy), _columns(target)
     if p.shape[0] != t.shape[0]:
         raise ValueError(f"proxy has {p.shape[0]} architectures, target {t.shape[0]}: they must be the same ones")
@@ -192,4 +246,7 @@ def compare(proxy: Sequence[Sequence[float]] | np.ndarray, target: Sequence[Sequ
     top = min(top, len(pm))
     return Fidelity(k=len(pm), tau=bootstrap(kendall, pm, tm, level=level, n=n, seed=seed),
                     rho=bootstrap(spearman, pm, tm, level=level, n=n, seed=seed), proxy_noise=seed_noise(p),
-                    target_noise=seed_noise(t), top=top, top_overlap=top_overlap(pm, tm, top))
+                    target_noise=seed_noise(t), top=top, top_overlap=top_overlap(pm, tm, top),
+                    band=None if latency is None else band_tau(pm, tm, latency, ratio=ratio, level=level, n=n,
+                                                                 seed=seed),
+                    band_pairs=0 if latency is None else len(band_pairs(latency, ratio)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import optuna
@@ -86,27 +86,30 @@ def seed_noise(ostudy: optuna.Study, trials: Iterable[FrozenTrial] | None = None
 
 
 def compare(a: FrozenTrial, b: FrozenTrial, study: Study, ostudy: optuna.Study,
-            noise: tuple[float, int] | None = None, repeats: dict | None = None) -> str:
+            noise: tuple[float, int] | None = None, repeats: dict | None = None,
+            accuracy: Callable[[FrozenTrial], Spread | None] | None = None) -> str:
     """How `b` stands against `a`: 'dominates', 'within noise' (dominates nominally only) or 'does not dominate'.
 
     `b` dominates `a` beyond noise when it is no worse in every objective and better in at least one by more than
     that objective's noise margin: for accuracy twice the standard error of the difference of the two means (the
     pooled seed noise), for latency the sum of the two measurements' IQRs, for counts (params, MACs) nothing. With
     no seed noise measured, accuracy differences count as real and the verdict says so ('dominates (noise not
-    measured)').
+    measured)'). `accuracy` gives a trial's accuracy over its seeds at another fidelity (the final stage's), with
+    `noise` measured at that fidelity; by default it is the proxy's (`spread_of`).
     """
     repeats = stored(ostudy) if repeats is None else repeats
-    noise = seed_noise(ostudy) if noise is None else noise
+    noise = seed_noise(ostudy) if noise is None and accuracy is None else noise
+    spread = accuracy or (lambda t: spread_of(t, repeats))
     better_beyond = better = False
     for metric, direction in zip(study.metric_names, study.directions):
-        va, vb = _value(a, metric, repeats), _value(b, metric, repeats)
+        va, vb = _value(a, metric, spread), _value(b, metric, spread)
         if va is None or vb is None:
             return "does not dominate"
         gain = (vb - va) if direction == "maximize" else (va - vb)
         if gain < 0:
             return "does not dominate"
         better = better or gain > 0
-        better_beyond = better_beyond or gain > _margin(metric, a, b, noise, repeats)
+        better_beyond = better_beyond or gain > _margin(metric, a, b, noise, spread)
     if not better:
         return "does not dominate"
     if better_beyond:
@@ -115,19 +118,20 @@ def compare(a: FrozenTrial, b: FrozenTrial, study: Study, ostudy: optuna.Study,
     return "within noise"
 
 
-def _value(t: FrozenTrial, metric: str, repeats: dict) -> float | None:
+def _value(t: FrozenTrial, metric: str, spread: Callable[[FrozenTrial], Spread | None]) -> float | None:
     if metric == "accuracy":
-        s = spread_of(t, repeats)
+        s = spread(t)
         return None if s is None else s.mean
     v = t.user_attrs.get(metric)
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-def _margin(metric: str, a: FrozenTrial, b: FrozenTrial, noise: tuple[float, int] | None, repeats: dict) -> float:
+def _margin(metric: str, a: FrozenTrial, b: FrozenTrial, noise: tuple[float, int] | None,
+            spread: Callable[[FrozenTrial], Spread | None]) -> float:
     if metric == "accuracy":
         if noise is None:
             return 0.0
-        na, nb = (spread_of(t, repeats).n for t in (a, b))
+        na, nb = (spread(t).n for t in (a, b))
         return 2.0 * noise[0] * math.sqrt(1.0 / na + 1.0 / nb)
     if metric == "latency_ms":
         return float(a.user_attrs.get("latency_iqr_ms") or 0.0) + float(b.user_attrs.get("latency_iqr_ms") or 0.0)

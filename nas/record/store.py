@@ -33,7 +33,7 @@ INTERRUPTED = "interrupted (the search stopped while it ran); re-queued"
 CONSTRAINTS_KEY = "constraints"  # Optuna's system attribute, in the list form optuna-dashboard reads too
 # Bulky per-trial records kept as system attributes: the dashboard's attribute tables stay one line per trial (the
 # trial's note shows them). Read the architecture with `nas.record.trials.stored_arch`.
-SYSTEM_KEYS = ("history", "arch")
+SYSTEM_KEYS = ("history", "arch", "losses")
 
 
 def storage_of(study: Study) -> optuna.storages.RDBStorage:
@@ -228,6 +228,27 @@ class Recorder:
             else:
                 self.enqueue({}, {"named": arch.name, "in_space": False}, arch_attr(arch))
             out.append(arch.name or arch.hash)
+        return out
+
+    def seed_random(self, k: int) -> list[str]:
+        """Enqueue `k` architectures drawn at random from the space (seeded by the study seed), tagged
+        `random_baseline`: the final stage trains them like the front, to show what the search adds over random
+        sampling. Drawn once per study; on resume only the missing ones are enqueued."""
+        have = {t.user_attrs.get("random_baseline") for t in self.ostudy.get_trials(deepcopy=False)}
+        draw = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=self.study.seed),
+                                   storage=optuna.storages.InMemoryStorage())
+        out, seen = [], set()
+        while len(seen) < k:
+            trial = draw.ask()
+            arch = self.study.space.sample(trial)
+            draw.tell(trial, state=TrialState.FAIL)
+            if arch.hash in seen:
+                continue
+            seen.add(arch.hash)
+            i = len(seen) - 1
+            if i not in have:
+                self.enqueue(self.study.space.encode(arch), {"random_baseline": i})
+                out.append(arch.hash)
         return out
 
 

@@ -13,7 +13,10 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.record.repeats import spread_of
+from nas.record.training import Mark, trained_mark
 from space import Arch
+
+CONSTRAINTS = "constraints"  # Optuna's system attribute of constraint values (<= 0: satisfied)
 
 
 def arch_attr(arch: Arch) -> str:
@@ -69,8 +72,40 @@ def counts_toward_budget(t: FrozenTrial) -> bool:
 
 
 def front(ostudy: optuna.Study) -> list[FrozenTrial]:
-    """The Pareto front: complete, feasible, non-dominated trials (duplicates collapsed to their original)."""
-    return [t for t in ostudy.best_trials if "duplicate_of" not in t.user_attrs]
+    """The Pareto front: complete, feasible, non-dominated trials that trained (duplicates collapsed to their
+    original). A trial whose proxy never left chance is no measurement, so it is neither on the front nor shadows
+    the trials it would nominally dominate."""
+    best = [t for t in ostudy.best_trials if "duplicate_of" not in t.user_attrs]
+    if all(proxy_mark(t) is None for t in best):
+        return best
+    pool = [t for t in ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if "duplicate_of" not in t.user_attrs and t.user_attrs.get("feasible", True) and t.values
+            and all(v <= 0 for v in t.system_attrs.get(CONSTRAINTS, [])) and proxy_mark(t) is None]
+    keep = set(pareto_numbers([(t.number, list(t.values)) for t in pool],
+                              [d.name.lower() for d in ostudy.directions]))
+    return [t for t in pool if t.number in keep]
+
+
+def pareto_numbers(points: list[tuple[int, list[float]]], directions: list[str]) -> list[int]:
+    """Numbers of the non-dominated points."""
+    sign = [1.0 if d == "minimize" else -1.0 for d in directions]
+    keyed = [(n, [s * v for s, v in zip(sign, vals)]) for n, vals in points]
+    return [n for n, a in keyed
+            if not any(all(x <= y for x, y in zip(b, a)) and any(x < y for x, y in zip(b, a)) for _, b in keyed)]
+
+
+def proxy_mark(t: FrozenTrial) -> Mark | None:
+    """A 'did not train' mark for a complete trial whose proxy never left chance (nas.record.training), else None.
+
+    Trials recorded before the number of classes was stored are taken as trained.
+    """
+    a = t.user_attrs
+    history = t.system_attrs.get("history") or a.get("history")
+    if t.state != TrialState.COMPLETE or not a.get("trained", True) or not history or not a.get("classes"):
+        return None
+    losses = t.system_attrs.get("losses") or a.get("losses")
+    return trained_mark([float(v) for v in history], losses, int(a["classes"]), a.get("val_images"),
+                        float(a.get("label_smoothing") or 0.0))
 
 
 def display_name(t: FrozenTrial) -> str:

@@ -107,6 +107,10 @@ def train_many(study: Study, job: Any, todo: list[tuple[FrozenTrial, int]],
                 log(f"  #{t.number:<4d} seed {k} failed: {type(e).__name__}: {' '.join(str(e).split())[-200:]}")
                 continue
             record["trial"] = t.number
-            keep(t, k, json.loads(json.dumps(record)))
+            weights = record.pop("weights", None)  # tensors: `keep` writes them where they belong
+            record = json.loads(json.dumps(record))
+            if weights is not None:
+                record["weights"] = weights
+            keep(t, k, record)
             done += 1
     return done

@@ -61,6 +61,10 @@ def run_search(study: Study, *, address: str | None = None, trials: int | None =
         seeded = rec.seed_named()
         if seeded:
             log(f"seeded {len(seeded)} named point(s), evaluated first: {', '.join(seeded)}")
+        if study.final is not None and study.final.random:
+            drawn = rec.seed_random(study.final.random)
+            if drawn:
+                log(f"seeded {len(drawn)} random baseline(s) for the final stage (drawn with the study seed)")
         spent = float(ostudy.user_attrs.get("search_seconds", 0.0))
         deadline = None if budget_minutes is None else time.monotonic() + budget_minutes * 60 - spent
         start = time.monotonic()

@@ -31,7 +31,7 @@ from ray.tune.search import Searcher
 
 from nas.format import human
 from nas.record.store import CONSTRAINTS_KEY, SYSTEM_KEYS, Recorder
-from nas.record.trials import arch_attr, counts_toward_budget, stored_arch
+from nas.record.trials import arch_attr, counts_toward_budget, pareto_numbers, stored_arch
 from nas.run.sampling import make_sampler
 from nas.study import METRICS, Study
 from nas.views.notes import write_study_note, write_trial_note
@@ -122,7 +122,7 @@ def for_sampler(t: FrozenTrial, study: Study) -> FrozenTrial:
 REPORT_KEYS = ("status", "epochs", "planned_epochs", "seconds", "history", "node", "host", "fingerprint",
                "latency_iqr_ms", "latency_loaded", "latency_load", "latency_cached", "latency_remeasured",
                "params_train", "macs_train", "setup_error", "seed", "repeat", "target_hash", "train_images",
-               "val_images")
+               "val_images", "losses", "classes", "label_smoothing")
 MAX_IDLE_PROPOSALS = 100  # proposals in a row that are duplicates or invalid before the space counts as exhausted
 
 
@@ -525,11 +525,3 @@ def status_line(searcher: StudySearcher) -> str:
         number, values = max(t.points, key=lambda p: sign * p[1][i])
         line += f", best {names[i]} {values[i]:.4g} (#{number})" + (" within constraints" if study.constraints else "")
     return line
-
-
-def pareto_numbers(points: list[tuple[int, list[float]]], directions: list[str]) -> list[int]:
-    """Numbers of the non-dominated points."""
-    sign = [1.0 if d == "minimize" else -1.0 for d in directions]
-    keyed = [(n, [s * v for s, v in zip(sign, vals)]) for n, vals in points]
-    return [n for n, a in keyed
-            if not any(all(x <= y for x, y in zip(b, a)) and any(x < y for x, y in zip(b, a)) for _, b in keyed)]

@@ -45,6 +45,8 @@ class Job:
     device: str = "cpu"
     threads: int = 1
     seed: int = 0  # the study seed; each evaluation's seed is trial_seed(seed, arch hash, repeat)
+    patience: int | None = None  # repeat_accuracy: stop once validation accuracy has not improved for this many epochs
+    weights: bool = False  # repeat_accuracy: return the trained weights (the final stage keeps them)
 
     @classmethod
     def from_study(cls, study: Study) -> Job:
@@ -174,7 +176,10 @@ def evaluate(arch: Arch, job: Job, report: Reporter) -> None:
             report.epoch(epoch + 1, accuracy)
             busy.breathe()  # let a waiting latency measurement on this node run between epochs
 
-        train_proxy(model, data, train_cfg, callback)
+        result = train_proxy(model, data, train_cfg, callback)
+    # What says whether the run trained at all (nas.record.training): its loss curve and the number of classes.
+    report.info.update(losses=[round(v, 6) for v in result.losses], classes=data.num_classes,
+                       label_smoothing=train_cfg.label_smoothing)
     if report.info.get("latency_loaded"):
         # Measured under load: measured again, quietly, before the trial can reach the front (else it stays flagged).
         again = _latency(target, job, data.num_classes, data.in_chans, lock)
@@ -222,16 +227,39 @@ def train_proxy(model: Any, data: Any, cfg: Any, callback: Callable[[int, float]
 
 
 def repeat_accuracy(arch_yaml: str, job: Job, repeat: int) -> dict[str, Any]:
-    """Train `arch`'s proxy again with the seed of repeat `repeat`: its accuracy, seed and time (a Ray task body)."""
+    """Train `arch`'s proxy again with the seed of repeat `repeat` (a Ray task body): its accuracy, seed, time, curves
+    (validation accuracy and training loss per epoch), and with `job.weights` the trained weights."""
     import torch
 
     torch.set_num_threads(job.threads)
     arch = Arch.from_yaml(arch_yaml, source="repeat")
     data, cfg = _setup(job, trial_seed(job.seed, arch.hash, repeat))
     start = time.perf_counter()
-    result = train_proxy(proxy_model(arch, job, data, cfg), data, cfg)
-    return {"accuracy": float(result.accuracy), "seed": cfg.seed, "repeat": repeat, "epochs": result.epochs,
-            "seconds": round(time.perf_counter() - start, 3), "node": _node()}
+    model = proxy_model(arch, job, data, cfg)
+    result = train_proxy(model, data, cfg, _patience(job.patience) if job.patience else None)
+    out: dict[str, Any] = {
+        "accuracy": float(result.accuracy), "seed": cfg.seed, "repeat": repeat, "epochs": result.epochs,
+        "seconds": round(time.perf_counter() - start, 3), "node": _node(),
+        "history": [round(v, 6) for v in result.history], "losses": [round(v, 6) for v in result.losses],
+        "classes": data.num_classes, "val_images": len(data.y_val), "stopped_early": bool(result.stopped_early),
+        "label_smoothing": cfg.label_smoothing}
+    if job.weights:
+        out["weights"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return out
+
+
+def _patience(patience: int) -> Callable[[int, float], bool]:
+    """An epoch callback that stops training once accuracy has not improved for `patience` epochs."""
+    best = [-1.0, 0]  # best accuracy, epochs since it
+
+    def callback(epoch: int, accuracy: float) -> bool:
+        if accuracy > best[0]:
+            best[0], best[1] = accuracy, 0
+        else:
+            best[1] += 1
+        return best[1] >= patience
+
+    return callback
 
 
 @functools.lru_cache(maxsize=4)

@@ -1,15 +1,18 @@
-"""What `nas search` and `nas repeat` print: the Pareto front, the seed noise and the named points' standing."""
+"""What `nas search`, `nas repeat` and `nas final` print: the Pareto front, the seed noise, the named points'
+standing and, once the final stage has run, the paper table."""
 
 from __future__ import annotations
 
 import optuna
 import pandas as pd
 
-from nas.format import human, table
+from nas.format import human, table, text_table
+from nas.record.final import table as final_table
 from nas.record.repeats import seed_noise, stored
 from nas.record.standing import named_standing
-from nas.record.trials import front, trial_row
+from nas.record.trials import front, proxy_mark, trial_row
 from nas.study import Study
+from nas.views.final import HEADER, caption, cells
 from nas.views.standing import standing_text
 
 
@@ -23,8 +26,13 @@ def print_results(study: Study, ostudy: optuna.Study) -> None:
           + "):")
     print(f"  accuracy: {study.evaluator.describe_proxy()}")
     print(f"  latency, params, MACs: {study.evaluator.describe_target()}")
-    print(table(_frame([trial_row(t, names, repeats) for t in best], names)) if best
-          else "  (no complete feasible trial yet)")
+    if best:
+        print(table(_frame([trial_row(t, names, repeats) for t in best], names)))
+    elif any(proxy_mark(t) for t in ostudy.get_trials(deepcopy=False)):
+        print("  (no trial that trained: every complete trial's proxy sat at chance, which says the proxy recipe "
+              "does not train these networks; see evaluator.train)")
+    else:
+        print("  (no complete feasible trial yet)")
     noise = seed_noise(ostudy)
     if "accuracy" in names:
         print("  seed noise: " + (f"accuracy std {noise[0]:.4f} over {noise[1]} architecture(s) with repeats"
@@ -32,7 +40,23 @@ def print_results(study: Study, ostudy: optuna.Study) -> None:
     standing = named_standing(ostudy, study)
     if standing:
         print("\nNamed points:")
-        print(table(_frame([{**r, "standing": standing_text(r)} for r in standing], names)))
+        shown = [{k: v for k, v in r.items() if k not in ("reason", "by", "noise_measured", "fidelity")}
+                 | {"standing": standing_text(r)} for r in standing]
+        print(table(_frame(shown, names)))
+    print_final(study, ostudy)
+
+
+def print_final(study: Study, ostudy: optuna.Study) -> None:
+    """The paper table of the final stage with its caption (nothing when the study has no final results)."""
+    rows = final_table(study, ostudy)
+    if not rows:
+        if study.final is not None:
+            print(f"\nFinal stage: no result yet (run 'nas final {study.source}')")
+        return
+    print("\nFinal stage (the paper table):")
+    print(text_table(HEADER, [cells(r) for r in rows]))
+    for line in caption(study, rows):
+        print("  " + line.lstrip("- ").replace("**", ""))
 
 
 def _frame(rows: list[dict], names: list[str]) -> pd.DataFrame:

@@ -14,11 +14,16 @@ def standing_text(row: dict[str, Any], name_of: Callable[[int], str] | None = No
     kind = row.get("standing")
     if kind == s.ON_FRONT:
         return "on the Pareto front"
+    at = " (final accuracy)" if row.get("fidelity") == "final" else ""
     if kind == s.DOMINATED:
         return f"dominated by {who(row['by'])}" + (" beyond seed noise" if row.get("noise_measured")
-                                                   else " (seed noise not measured)")
+                                                   else " (seed noise not measured)") + at
     if kind == s.WITHIN_NOISE:
-        return f"within noise of {who(row['by'])} (dominated nominally)"
+        return f"within noise of {who(row['by'])} (dominated nominally){at}"
+    if kind == s.UNTRAINED:
+        return f"did not train ({row.get('reason', '')}): the recipe's failure, not a measurement of the network"
+    if kind == s.NOT_MEASURED:
+        return f"not compared: {row.get('reason', '')}"
     if kind == s.DOMINATED_NOMINALLY:
         return "dominated"
     if kind == s.INFEASIBLE:
