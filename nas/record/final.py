@@ -199,7 +199,7 @@ def table(study: Study, ostudy: optuna.Study) -> list[FinalRow]:
         row.marks = [run_mark(r.get("history") or [r["accuracy"]], r.get("losses"), int(r.get("classes") or 10),
                               r.get("val_images"), smoothing=float(r.get("label_smoothing", smoothing)), noise=noise,
                               stopped_early=bool(r.get("stopped_early"))) for r in row.runs]
-    ranked = [r for r in rows if r.runs and r.status not in (DID_NOT_TRAIN, MIXED)]
+    ranked = [r for r in rows if r.runs and r.measured]
     for rank, r in enumerate(sorted(ranked, key=lambda r: -r.final.mean), 1):
         r.rank_final = rank
     by_proxy = [r for r in ranked if r.proxy is not None and r.proxy_trained]

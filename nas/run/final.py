@@ -21,6 +21,7 @@ from nas.record.final import SEED_OFFSET, FinalSetting, choose, run_key, setting
 from nas.run.repeats import train_many
 from nas.run.trial import Job
 from nas.study import Network, Study
+from nas.views.notes import write_final_notes
 from space.errors import NasError
 
 Log = Callable[[str], None]
@@ -74,4 +75,9 @@ def run_final(study: Study, ostudy: optuna.Study, *, seeds: int | None = None, a
         log(f"  #{t.number:<4d} {t.user_attrs.get('named') or roles.get(t.number, '')} seed {k}: accuracy "
             f"{record['accuracy']:.4f} after {record['epochs']} epoch(s) ({record['seconds']:.1f} s)")
 
-    return train_many(study, job_of(study, setting), todo, keep, address=address, log=log)
+    ran = train_many(study, job_of(study, setting), todo, keep, address=address, log=log)
+    try:  # the dashboard shows the paper table (study note) and each network's final runs (trial notes)
+        write_final_notes(ostudy, study)
+    except Exception as e:
+        log(f"final: cannot rewrite the dashboard notes: {type(e).__name__}: {e}")
+    return ran

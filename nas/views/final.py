@@ -114,7 +114,7 @@ def plot(study: Study, rows: list[FinalRow]) -> Figure:
     ax.set_xlabel(f"latency (ms) of the target: {study.evaluator.describe_target()}", fontsize=8)
     ax.set_ylabel("final validation accuracy (mean ± std over seeds)", fontsize=8)
     ax.set_title(f"{study.name}: final stage — {setting.describe() if setting else ''}\n"
-                 "filled: converged; hollow: not converged or did not train", fontsize=9)
+                 "filled: converged; hollow: not converged or did not train; bars: seed std, latency IQR", fontsize=9)
     ax.grid(alpha=0.3)
     if seen:
         ax.legend(fontsize=8, loc="best")

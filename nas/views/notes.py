@@ -18,9 +18,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.format import human, md_table
+from nas.record.final import FinalRow
+from nas.record.final import table as final_table
 from nas.record.repeats import spread_of, stored
 from nas.record.trials import state_of, stored_arch
 from nas.study import Study
+from nas.views import final as final_view
 from space import Arch
 from space.errors import SpecError
 
@@ -35,7 +38,8 @@ def accuracy_step(val_images: Any) -> str:
 
 
 # -- the note ---------------------------------------------------------------------------------------------------------
-def trial_note(study: Study, t: FrozenTrial, repeats: dict[str, dict[int, dict]] | None = None) -> str:
+def trial_note(study: Study, t: FrozenTrial, repeats: dict[str, dict[int, dict]] | None = None,
+               final: list[FinalRow] | None = None) -> str:
     """The Markdown note of trial `t`: state, figures (units, network, fidelity), latency, seeds, architecture."""
     a = t.user_attrs
     state = state_of(t)
@@ -60,6 +64,7 @@ def trial_note(study: Study, t: FrozenTrial, repeats: dict[str, dict[int, dict]]
         out += ["Validation accuracy per epoch: " + ", ".join(f"{float(v):.4f}" for v in history), ""]
     out += _latency(study, a)
     out += _seeds(t, repeats or {})
+    out += _final(study, t, final or [])
     out += _architecture(stored_arch(t))
     return "\n".join(out).rstrip() + "\n"
 
@@ -129,6 +134,19 @@ def _seeds(t: FrozenTrial, repeats: dict[str, dict[int, dict]]) -> list[str]:
     return out
 
 
+def _final(study: Study, t: FrozenTrial, rows: list[FinalRow]) -> list[str]:
+    """The trial's row of the paper table, its runs, and the caption."""
+    mine = [r for r in rows if r.trial == t.number]
+    if not mine:
+        return []
+    row = mine[0]
+    out = ["### Final stage", "", *md_table(final_view.HEADER, [final_view.cells(row)]), ""]
+    runs = [[k, r.get("seed", "?"), f"{float(r['accuracy']):.4f}", r.get("epochs", "?"), m.status, m.why]
+            for k, (r, m) in enumerate(zip(row.runs, row.marks))]
+    out += md_table(["seed index", "seed", "final accuracy", "epochs", "mark", "why"], runs)
+    return [*out, "", *final_view.caption(study, rows), ""]
+
+
 def _architecture(text: Any) -> list[str]:
     if not isinstance(text, str):
         return []
@@ -158,9 +176,23 @@ def save(ostudy: optuna.Study, trial_id: int | None, body: str) -> None:
 
 
 def write_trial_note(ostudy: optuna.Study, study: Study, t: FrozenTrial,
-                     repeats: dict[str, dict[int, dict]] | None = None) -> None:
+                     repeats: dict[str, dict[int, dict]] | None = None, final: list[FinalRow] | None = None) -> None:
     """Write (or rewrite) trial `t`'s note."""
-    save(ostudy, t._trial_id, trial_note(study, t, repeats))
+    save(ostudy, t._trial_id, trial_note(study, t, repeats, final))
+
+
+def write_final_notes(ostudy: optuna.Study, study: Study) -> int:
+    """After the final stage: rewrite the notes of its trials (their final runs) and the study's (the paper table)."""
+    rows = final_table(study, ostudy)
+    repeats = stored(ostudy)
+    numbers = {r.trial for r in rows}
+    done = 0
+    for t in ostudy.get_trials(deepcopy=False):
+        if t.number in numbers:
+            write_trial_note(ostudy, study, t, repeats, rows)
+            done += 1
+    write_study_note(ostudy, study, rows)
+    return done
 
 
 def refresh_arch_notes(ostudy: optuna.Study, study: Study, arch_hash: str) -> int:
@@ -174,7 +206,7 @@ def refresh_arch_notes(ostudy: optuna.Study, study: Study, arch_hash: str) -> in
     return done
 
 
-def write_study_note(ostudy: optuna.Study, study: Study) -> None:
+def write_study_note(ostudy: optuna.Study, study: Study, final: list[FinalRow] | None = None) -> None:
     """The study's note: what its figures are of (target, proxy, validation data) and what it optimizes."""
     ev = study.evaluator
     out = [f"## {study.name}", ""]
@@ -188,4 +220,7 @@ def write_study_note(ostudy: optuna.Study, study: Study) -> None:
             "Each trial's note has its architecture, figures, latency settings and seed spread. Untrained "
             "(infeasible) trials and repeats of an architecture already evaluated are stored PRUNED, so the best "
             "trials list each measured architecture once."]
+    if final:
+        table = md_table(final_view.HEADER, [final_view.cells(r) for r in final])
+        out += ["", "### Final stage (the paper table)", "", *table, "", *final_view.caption(study, final)]
     save(ostudy, None, "\n".join(out) + "\n")

@@ -36,11 +36,13 @@ from optuna.trial import FrozenTrial
 from nas.fileio import atomic_write
 from nas.format import human, md_table
 from nas.record.fidelity import latest
+from nas.record.final import table as final_table
 from nas.record.repeats import seed_noise, spread_of, stored
 from nas.record.standing import DOMINATED, named_standing
 from nas.record.store import load_results
 from nas.record.trials import counts_toward_budget, display_name, front, metric_value, state_of
 from nas.study import METRICS, Study
+from nas.views import final as final_view
 from nas.views.fidelity import lines
 from nas.views.notes import accuracy_step
 from nas.views.standing import standing_text
@@ -410,6 +412,7 @@ def summary(study: Study, ostudy: optuna.Study, df: pd.DataFrame) -> str:
             out += ["", f"{len(dominated)} named architecture(s) dominated by a found network: "
                     + ", ".join(f"`{n}`" for n in dominated) + "."]
         out += gap_lines(study, ostudy)
+    out += final_section(study, ostudy)
     out += ["", "## Proxy fidelity", ""]
     fidelity = latest_fidelity(ostudy)
     if fidelity is None:
@@ -423,6 +426,24 @@ def summary(study: Study, ostudy: optuna.Study, df: pd.DataFrame) -> str:
                                            fidelity["high_acc"])]
         out += md_table(["trial", "named", "proxy accuracy (seeds)", "high-fidelity accuracy (seeds)"], rows)
     return "\n".join(out) + "\n"
+
+
+def final_section(study: Study, ostudy: optuna.Study) -> list[str]:
+    """'## Final stage': the paper table, what its columns are of, and the plot (or how to run the stage)."""
+    out = ["", "## Final stage", ""]
+    rows = final_table(study, ostudy)
+    if not rows:
+        if study.final is None:
+            return out + ["No final stage: every accuracy above is the proxy's. Add a `final:` block to the study to "
+                          "train the front, the named networks and random baselines to convergence."]
+        return out + [f"Not run yet: run `nas final {study.source}` (or `nas search` again) to train the chosen "
+                      "networks to convergence."]
+    out += ["The networks the search chose, the named networks and random draws of the space, each trained again as "
+            "the *target* with a recipe meant to converge. Every dominance statement above is about these final "
+            "accuracies.", ""]
+    out += md_table(final_view.HEADER, [final_view.cells(r) for r in rows])
+    out += ["", *final_view.caption(study, rows), "", "![final accuracy vs target latency](final.png)"]
+    return out
 
 
 def gap_lines(study: Study, ostudy: optuna.Study) -> list[str]:
@@ -592,6 +613,10 @@ def write_report(study: Study, out: str | Path | None = None) -> Report:
     atomic_write(png, lambda p: fig.savefig(p, format="png", metadata=meta))
     text = summary(study, ostudy, df)
     atomic_write(md, lambda p: p.write_text(text))
+    rows = final_table(study, ostudy)
+    if rows:
+        final_fig = final_view.plot(study, rows)
+        atomic_write(directory / "final.png", lambda p: final_fig.savefig(p, format="png"))
     fidelity = latest_fidelity(ostudy)
     if fidelity is not None:
         ffig = plot_fidelity(fidelity)
