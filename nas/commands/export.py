@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     opts = ExportOptions(root=Path(args.zoo), epochs=epochs, network="proxy" if args.proxy else "target",
                          width_mult=args.width_mult, force=args.force,
                          restart=args.restart, latency=not args.no_latency, device=args.device, threads=args.threads)
-    what = f"training {epochs} epochs each" if epochs else "untrained (add --train for weights)"
+    what = (f"training {epochs} epochs each" if epochs else "with the final stage's weights where it trained them"
+            if study.final is not None and not args.proxy else "untrained (add --train for weights)")
     net = study.evaluator.proxy if args.proxy else study.evaluator.target
     print(f"exporting {len(picks)} trial(s) of '{study.name}' to {opts.root}/ as the {net.short()} network, {what}:")
     paths = export(study, ostudy, picks, opts)

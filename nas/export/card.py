@@ -15,10 +15,12 @@ from torch import nn
 from nas.export.select import network_of
 from nas.format import human, md_table
 from nas.record.fidelity import latest
+from nas.record.final import table as final_table
 from nas.record.repeats import spread_of, stored
 from nas.record.store import load_results
 from nas.record.trials import state_of
 from nas.study import Study
+from nas.views import final as final_view
 from nas.zoo import WEIGHTS
 from space import Arch
 
@@ -104,7 +106,13 @@ def model_card(study: Study, t: FrozenTrial, name: str, arch: Arch, data: Any, m
                 f"trained to estimate accuracy — not the target ({ev.target.short()}) whose latency is on the front."]
     if t.user_attrs.get("adaptation"):
         out += ["", f"Input adaptation (applied to every network of the study): {t.user_attrs['adaptation']}."]
-    if training:
+    if training and training.get("final"):
+        f = training["final"]
+        out += ["", f"**Trained in the study's final stage** ({f['setting']}): final validation top-1 "
+                f"{f['mean']:.4f}" + (f" ± {f['std']:.4f}" if f["std"] is not None else "") + f" over {f['n']} "
+                f"seed(s), {f['status']}. These weights are seed {f['seed_index']}'s "
+                f"(top-1 {training['accuracy']:.4f})."]
+    elif training:
         out += ["", f"**Trained** for {training['epochs']} epochs on `{data.name}` with the study's recipe: final "
                 f"validation top-1 {training['accuracy']:.4f}."]
     else:
@@ -139,6 +147,14 @@ def model_card(study: Study, t: FrozenTrial, name: str, arch: Arch, data: Any, m
         out += ["", "Proxy fidelity of the search: " + (
             f"{fidelity['verdict']} (proxy vs {fidelity['high_fidelity']}, {fidelity['seeds']} seed(s); "
             "`nas fidelity`)." if fidelity else "not measured (`nas fidelity` measures it).")]
+    rows = final_table(study, record)
+    if rows:
+        mine = [r for r in rows if r.trial == t.number]
+        out += ["", "## Final stage (the study's paper table)", ""]
+        out += md_table(final_view.HEADER, [final_view.cells(r) for r in rows])
+        out += ["", f"This network is row `{mine[0].network}` (trial #{t.number})." if mine else
+                f"Trial #{t.number} was not among the networks the final stage trained.", "",
+                *final_view.caption(study, rows)]
     if t.user_attrs.get("latency_loaded"):
         out += ["", "**Note:** the search's latency of this trial was measured under load from other processes and "
                 "stayed so after a re-measurement; the figure below, measured at export, is the one to trust."]

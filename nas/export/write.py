@@ -19,10 +19,11 @@ from nas.export.card import entry_config, model_card
 from nas.export.select import ExportOptions, Log, exported_arch, network_of
 from nas.export.train import Checkpoint, train_entry
 from nas.format import human
+from nas.record.final import final_weights, setting_of
 from nas.record.store import load_results
 from nas.record.trials import state_of
 from nas.study import Study
-from nas.zoo import ZooError, write_entry
+from nas.zoo import ZooError, read_weights, write_entry
 from space import Arch
 from space.errors import NasError
 
@@ -62,22 +63,49 @@ def export_trial(study: Study, t: FrozenTrial, name: str, data: Any, opts: Expor
         log(f"  warning: trial #{t.number} is infeasible ({t.user_attrs.get('infeasible') or 'violates a constraint'})"
             "; exporting it anyway")
     model, training = None, None
+    record = ostudy if ostudy is not None else load_results(study)  # read once: seed repeats, fidelity, final stage
     if opts.epochs:
         model, training = train_entry(arch, study, t, name, data, opts, log)
+    elif opts.network == "target" and opts.width_mult in (None, net.width_mult):
+        model, training = final_entry(study, record, t, arch, data)
     cost = measure_cost(arch, input_size=res, num_classes=data.num_classes, in_chans=data.in_chans)
     latency = _latency(arch, study, data, res) if opts.latency else None
     probe = space.create_model(arch, num_classes=data.num_classes, in_chans=data.in_chans)
-    record = ostudy if ostudy is not None else load_results(study)  # read once: seed repeats and the fidelity verdict
     config = entry_config(study, t, arch, data, mult, cost, latency, training, probe, opts.network, record)
     card = model_card(study, t, name, arch, data, mult, cost, latency, training, probe, opts.network, record)
     with _quiet_exporters():
         path = write_entry(opts.root, name, arch, config=config, card=card, model=model, force=opts.force)
     if opts.epochs:
         Checkpoint(opts.root / f".{name}.partial", {}).remove()
-    what = (f"trained {training['epochs']} epochs, val acc {training['accuracy']:.4f}" if training else "untrained")
+    what = (f"trained {training['epochs']} epochs{' in the final stage' if training.get('final') else ''}, val acc "
+            f"{training['accuracy']:.4f}" if training else "untrained")
     log(f"  #{t.number} → {path} ({what}, {human(cost.params_deploy or cost.params)} params"
         + (f", {latency.median_ms:.3f} ms" if latency else "") + ")")
     return path
+
+
+def final_entry(study: Study, ostudy: optuna.Study, t: FrozenTrial, arch: Arch, data: Any) -> tuple[Any, Any]:
+    """The target network with the weights the final stage trained (its first seed), and what the card says of them;
+    (None, None) when the stage has not trained this trial."""
+    found = final_weights(study, ostudy, t)
+    if found is None:
+        return None, None
+    path, run, row = found
+    model = space.create_model(arch, num_classes=data.num_classes, in_chans=data.in_chans)
+    try:
+        model.load_state_dict(read_weights(path))
+    except (RuntimeError, ZooError) as e:
+        raise NasError(f"{path}: the final stage's weights do not fit trial #{t.number}'s target network ({e}); "
+                       f"run 'nas final {study.source}' again after removing the file") from None
+    model.eval()
+    setting = setting_of(study)
+    spread = row.final
+    return model, {"epochs": run["epochs"], "accuracy": float(run["accuracy"]), "history": run.get("history", []),
+                   "seconds": run.get("seconds"), "resumed_from": None, "recipe": dict(setting.train),
+                   "device": "as run by the final stage", "final": {
+                       "setting": setting.describe(), "seed_index": row.runs.index(run), "seed": run.get("seed"),
+                       "weights": path.name, "mean": spread.mean, "std": spread.std, "n": spread.n,
+                       "status": row.status, "rank_final": row.rank_final, "rank_proxy": row.rank_proxy}}
 
 
 @contextlib.contextmanager

@@ -93,6 +93,19 @@ def weights_dir(study: Study) -> Path:
     return Path(study.source).resolve().parent / f"{study.name}_final"
 
 
+def final_weights(study: Study, ostudy: optuna.Study, t: FrozenTrial) -> tuple[Path, dict, FinalRow] | None:
+    """The final stage's trained weights of trial `t` (its first seed whose file exists), that run's record and the
+    trial's row of the paper table; None when the stage has not trained it."""
+    rows = [r for r in table(study, ostudy) if r.trial == t.number]
+    if not rows:
+        return None
+    for run in rows[0].runs:
+        path = weights_dir(study) / str(run.get("weights", ""))
+        if run.get("weights") and path.is_file():
+            return path, run, rows[0]
+    return None
+
+
 # -- which trials ------------------------------------------------------------------------------------------------------
 def choose(study: Study, ostudy: optuna.Study) -> list[tuple[FrozenTrial, str]]:
     """(trial, role) for every network of the final stage: the `top` front points by proxy accuracy, the named points
