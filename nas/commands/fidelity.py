@@ -9,8 +9,9 @@ from nas.commands import int_in, positive_int
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register `nas fidelity`."""
-    p = sub.add_parser("fidelity", help="re-train k trials at a higher fidelity (default: the target network, 3x "
-                       "the epochs) with r seeds and measure how well the proxy ranks them (stored; resumable)")
+    p = sub.add_parser("fidelity", help="how well the proxy ranks networks like real training: against the final "
+                       "stage's converged results when the study has one (over all pairs and over pairs of similar "
+                       "latency), else k trials re-trained at a higher fidelity (stored; resumable)")
     p.add_argument("study", help="a study .yaml that has been searched")
     p.add_argument("--k", type=int_in(2, 200), default=10, help="architectures to compare (default 10: the front, "
                    "named points, the rest spread over the proxy-accuracy range)")
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     """Measure, store and print the proxy's rank fidelity."""
     from nas.record.fidelity import high_fidelity
     from nas.record.store import load_results
-    from nas.run.fidelity import measure
+    from nas.run.fidelity import measure, measure_final
     from nas.study import Study
     from nas.views.fidelity import lines
     from space.errors import NasError
@@ -41,9 +42,13 @@ def run(args: argparse.Namespace) -> int:
     if "accuracy" not in study.metrics():
         raise NasError(f"{study.source}: the study does not train (no accuracy objective): there is no proxy to check")
     ostudy = load_results(study)
-    hf = high_fidelity(study, epochs=args.epochs, width_mult=args.width_mult, resolution=args.resolution)
-    summary = measure(study, ostudy, k=args.k, seeds=args.seeds, hf=hf, numbers=args.trial or None,
-                      address=args.address)
+    custom = args.epochs or args.width_mult or args.resolution or args.trial
+    if study.final is not None and not custom:  # the decision is made on the final stage: judge the proxy there
+        summary = measure_final(study, ostudy, address=args.address)
+    else:
+        hf = high_fidelity(study, epochs=args.epochs, width_mult=args.width_mult, resolution=args.resolution)
+        summary = measure(study, ostudy, k=args.k, seeds=args.seeds, hf=hf, numbers=args.trial or None,
+                          address=args.address)
     print()
     print("\n".join(lines(summary)))
     print(f"stored in {study.storage}; 'nas report {args.study}' shows it")

@@ -14,6 +14,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.record.trials import proxy_mark
 from nas.study import Study
 
 PREFIX = "fidelity:"
@@ -84,7 +85,8 @@ def pick_trials(trials: Iterable[FrozenTrial], k: int, *, front: Iterable[int] =
     """
     if k < 2:
         raise ValueError(f"k must be >= 2 to rank anything, got {k}")
-    pool = [t for t in trials if accuracy_of(t) is not None and "duplicate_of" not in t.user_attrs]
+    pool = [t for t in trials if accuracy_of(t) is not None and "duplicate_of" not in t.user_attrs
+            and proxy_mark(t) is None]  # a network that never left chance is easy to rank and tells nothing
     on_front = set(front)
     first = [t for t in pool if t.number in on_front or t.user_attrs.get("named")]
     rest = [t for t in pool if t.number not in {f.number for f in first}]

@@ -24,8 +24,12 @@ from optuna.trial import FrozenTrial
 
 from nas.record import rank as stats
 from nas.record.fidelity import LATEST, PREFIX, SUMMARY, HighFidelity, stored_runs
+from nas.record.final import setting_of
+from nas.record.final import table as final_table
 from nas.record.repeats import spread_of, stored
-from nas.record.trials import front
+from nas.record.training import Mark, trained_mark
+from nas.record.trials import front, proxy_mark
+from nas.run.final import run_final
 from nas.run.repeats import run_repeats, train_many
 from nas.run.trial import Job
 from nas.study import Network, Study
@@ -79,32 +83,78 @@ def measure(study: Study, ostudy: optuna.Study, *, k: int = 10, seeds: int = 2, 
 
         train_many(study, job_of(study, hf), todo, keep, address=address, log=log)
     have, repeats = stored_runs(ostudy, hf), stored(ostudy)
-    rows = []
+    rows, excluded = [], []
     for t in unique:
         runs = have.get(t.user_attrs["hash"], {})
         proxy = spread_of(t, repeats)
         if proxy is None or proxy.n < seeds or any(s not in runs for s in range(seeds)):
             continue  # a failed run: measured again by the next `nas fidelity`
-        rows.append((t, list(proxy.values[:seeds]), [float(runs[s]["accuracy"]) for s in range(seeds)],
-                     sum(float(runs[s]["seconds"]) for s in range(seeds))))
+        high = [runs[s] for s in range(seeds)]
+        untrained = proxy_mark(t) or next((m for m in (_mark(r) for r in high) if m is not None), None)
+        if untrained is not None:  # easy to rank and telling nothing: left out of the comparison
+            excluded.append([t.number, t.user_attrs.get("named", ""), untrained.why])
+            continue
+        rows.append((t, list(proxy.values[:seeds]), [float(r["accuracy"]) for r in high],
+                     sum(float(r["seconds"]) for r in high)))
+    return _summarize(study, ostudy, hf.key, hf.describe(), rows, excluded, seeds)
+
+
+def measure_final(study: Study, ostudy: optuna.Study, *, address: str | None = None, log: Log = print) -> dict:
+    """The proxy against the final stage (run first where runs are missing): the networks it trained to convergence
+    whose proxy trained too, all pairs and the pairs of similar target latency."""
+    setting = setting_of(study)
+    run_final(study, ostudy, address=address, log=log)
+    usable, excluded = [], []
+    for r in final_table(study, ostudy):
+        if not r.measured or r.proxy is None or not r.proxy_trained or r.latency_ms is None:
+            why = (f"final: {r.status}" if not r.measured else "proxy did not train" if r.proxy is not None
+                   else "no proxy accuracy")
+            excluded.append([r.trial, r.network, why])
+        else:
+            usable.append(r)
+    seeds = min((min(r.proxy.n, r.final.n) for r in usable), default=1)
+    trials = {t.number: t for t in ostudy.get_trials(deepcopy=False)}
+    rows = [(trials[r.trial], list(r.proxy.values[:seeds]), list(r.final.values[:seeds]),
+             sum(float(x.get("seconds") or 0) for x in r.runs)) for r in usable]
+    return _summarize(study, ostudy, f"final-{setting.key}", f"the final stage: {setting.describe()}", rows, excluded,
+                      seeds)
+
+
+def _summarize(study: Study, ostudy: optuna.Study, key: str, describe: str, rows: list[tuple], excluded: list[list],
+               seeds: int) -> dict:
+    """Compare (all pairs and the latency band), store the summary under `key` and return it."""
     if len(rows) < 2:
-        raise NasError(f"{study.source}: fewer than 2 architectures have every run; run 'nas fidelity' again")
-    result = stats.compare([r[1] for r in rows], [r[2] for r in rows])
+        raise NasError(f"{study.source}: fewer than 2 architectures have every run and trained at both fidelities "
+                       f"({len(excluded)} left out as untrained or unconverged); run 'nas fidelity' again or train "
+                       "longer")
+    latency = [float(r[0].user_attrs.get("latency_ms") or math.nan) for r in rows]
+    band = latency if all(math.isfinite(v) and v > 0 for v in latency) else None
+    result = stats.compare([r[1] for r in rows], [r[2] for r in rows], latency=band)
     summary = {
-        "setting": hf.key, "high_fidelity": hf.describe(), "proxy": study.evaluator.describe_proxy(),
+        "setting": key, "high_fidelity": describe, "proxy": study.evaluator.describe_proxy(),
         "k": result.k, "seeds": seeds, "verdict": result.verdict(), "reliable": result.reliable,
         "tau": [result.tau.value, result.tau.low, result.tau.high], "rho": [result.rho.value, result.rho.low,
                                                                               result.rho.high],
+        "band_tau": None if result.band is None else [result.band.value, result.band.low, result.band.high],
+        "band_pairs": result.band_pairs, "band_ratio": stats.BAND_RATIO,
         "level": result.tau.level, "top": result.top, "top_overlap": result.top_overlap,
         "proxy_noise": dataclasses.asdict(result.proxy_noise), "high_noise": dataclasses.asdict(result.target_noise),
         "trials": [r[0].number for r in rows], "names": [r[0].user_attrs.get("named", "") for r in rows],
-        "proxy_acc": [r[1] for r in rows], "high_acc": [r[2] for r in rows],
-        "high_minutes": round(sum(r[3] for r in rows) / 60, 2),
+        "proxy_acc": [r[1] for r in rows], "high_acc": [r[2] for r in rows], "latency_ms": latency,
+        "excluded": excluded, "high_minutes": round(sum(r[3] for r in rows) / 60, 2),
         "measured": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
-    ostudy.set_user_attr(f"{SUMMARY}{hf.key}", _plain(summary))
-    ostudy.set_user_attr(LATEST, hf.key)
+    ostudy.set_user_attr(f"{SUMMARY}{key}", _plain(summary))
+    ostudy.set_user_attr(LATEST, key)
     return summary
+
+
+def _mark(run: dict) -> Mark | None:
+    """A high-fidelity run's 'did not train' mark (None: it trained, or it predates the stored curves)."""
+    if not run.get("history") or not run.get("classes"):
+        return None
+    return trained_mark(run["history"], run.get("losses"), int(run["classes"]), run.get("val_images"),
+                        float(run.get("label_smoothing") or 0.0))
 
 
 def _plain(value: Any) -> Any:

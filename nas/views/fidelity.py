@@ -14,6 +14,12 @@ def lines(summary: dict) -> list[str]:
         f"proxy: {summary['proxy']}; high fidelity: {summary['high_fidelity']}; {summary['seeds']} seed(s) each",
         f"Kendall tau {iv(summary['tau'])}, Spearman rho {iv(summary['rho'])} ({int(summary['level'] * 100)} % "
         "bootstrap intervals over architectures)",
+        *([f"within the latency band (pairs within {summary.get('band_ratio', 1.5):g}x of each other's target "
+           f"latency, {summary['band_pairs']} pairs): Kendall tau {iv(summary['band_tau'])}"]
+          if summary.get("band_tau") else []),
+        *(["left out (did not train or did not converge): "
+           + ", ".join(f"#{n}{' ' + name if name else ''} ({why})" for n, name, why in summary["excluded"])]
+          if summary.get("excluded") else []),
         f"seed noise: proxy mean |seed difference| {_f(pn['mean_abs_diff'], 4)} (seed-to-seed tau {_f(pn['tau'])}), "
         f"high fidelity {_f(hn['mean_abs_diff'], 4)} (tau {_f(hn['tau'])})",
         f"top-{summary['top']} overlap {summary['top_overlap']:.2f}; high-fidelity training "
