@@ -176,3 +176,21 @@ def test_pick_trials_spreads_a_front_larger_than_k() -> None:
     assert [t.number for t in picked] == [0, 4, 9]  # lowest, middle, highest of the front
     with pytest.raises(ValueError):
         pick_trials(trials, 1)
+
+
+def test_band_tau_sees_what_all_pairs_hide() -> None:
+    """Three latency groups far apart in accuracy: the proxy orders the groups right and every group wrong."""
+    from nas.record.rank import band_pairs, band_tau, compare
+
+    latency = [1.0, 1.1, 1.2, 3.0, 3.1, 3.3, 9.0, 9.5, 10.0]
+    final = [0.50, 0.52, 0.54, 0.70, 0.72, 0.74, 0.90, 0.92, 0.94]
+    proxy = [0.54, 0.52, 0.50, 0.74, 0.72, 0.70, 0.94, 0.92, 0.90]
+    assert kendall(proxy, final) == pytest.approx(0.5)  # 27 of 36 pairs concordant (every cross-group pair)
+    assert len(band_pairs(latency)) == 9  # only the pairs inside a group are within 1.5x
+    band = band_tau(proxy, final, latency)
+    assert band.value == pytest.approx(-1.0) and band.high == pytest.approx(-1.0)
+    result = compare(proxy, final, latency=latency)
+    assert result.tau.value > 0.4 and not result.reliable  # the verdict takes the weaker figure
+    assert "within 1.5x latency" in result.verdict()
+    agree = compare(final, final, latency=latency)
+    assert agree.band.value == pytest.approx(1.0) and agree.reliable
