@@ -26,6 +26,12 @@ A study is a YAML file; every key has a default except `space`. Errors are one l
     concurrency: auto                             # trials at once (auto: what the cluster's resources allow)
     storage: sqlite:///latency.db                 # default: a SQLite file next to the study; relative to it
     ray: {address: null}                          # null: a local Ray; an address joins an existing cluster
+    final: {of: [front, named], top: 3, seeds: 3, train: {epochs: 30}}   # train the chosen targets to convergence
+
+Every key is declared once, in the schema below (`StudySchema`): its type, range or allowed values (read from the
+registries: datasets, latency backends, optimizers, metrics, samplers), default and one line of documentation. A
+file is checked whole before anything is created; the README's reference table is generated from the same schema
+(scripts/study_reference.py).
 
 *Target and proxy.* A trial concerns two networks of one architecture. The **target** is what will be deployed:
 its latency, params, MACs and activations are measured (at `target.width_mult` and `target.resolution`, with the
@@ -634,7 +640,7 @@ class RepeatsSchema(_Section):
 
     seeds: int = _doc(Repeats.seeds, "extra seeds per architecture", ge=1, le=100)
     of: list[Annotated[str, Choice("set", lambda: REPEAT_SETS)]] = _doc(
-        list(Repeats.of), "which trials", shown="a list of: " + ", ".join(REPEAT_SETS), min_length=1)
+        list(Repeats.of), "which trials", shown="a non-empty list of: " + ", ".join(REPEAT_SETS), min_length=1)
 
 
 def _one_or_list(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
@@ -677,7 +683,7 @@ class FinalSchema(_Section):
     example: ClassVar[str] = "{of: [front, named], top: 3, seeds: 3, train: {epochs: 30}}"
 
     of: Annotated[list[Annotated[str, Choice("set", lambda: FINAL_SETS)]], WrapValidator(_one_or_list)] = _doc(
-        list(Final.of), "which networks", shown="a list of: " + ", ".join(FINAL_SETS), min_length=1)
+        list(Final.of), "which networks", shown="a non-empty list of: " + ", ".join(FINAL_SETS), min_length=1)
     top: int | None = _doc(Final.top, "at most this many front points (null: the whole front)", ge=1)
     random: int = _doc(Final.random, "architectures drawn at random from the space (with `random` in of)", ge=0)
     seeds: int = _doc(Final.seeds, "seeds per network", ge=1)
@@ -696,7 +702,7 @@ class FinalSchema(_Section):
 class StudySchema(_Section):
     """A study file."""
 
-    name: str | None = _doc(None, "the Optuna study name", shown="a name: letters, digits, -, _ and . (not first)",
+    name: str | None = _doc(None, "the Optuna study name", shown="a name: letters, digits, -, _ and . (not leading)",
                             default_text="the file's stem", pattern=NAME_PATTERN, max_length=100)
     description: str = _doc("", "one line shown by the report and the dashboard")
     space: Any = _doc(..., "a shipped space (small, full, ...), a space file relative to the study, or a mapping",
