@@ -79,7 +79,7 @@ def test_constraint_violation_is_relative() -> None:
     ({**MINIMAL, "evaluator": {"train": {"epoch": 3}}}, r"evaluator\.train\.epoch: unknown key; did you mean"),
     ({**MINIMAL, "evaluator": {"train": {"lr": "fast"}}}, r"evaluator\.train\.lr: expected a number > 0, got 'fast'"),
         ({**MINIMAL, "evaluator": {"width_mult": 0.5}}, r"evaluator\.width_mult: moved; give evaluator\.proxy"),
-        ({**MINIMAL, "evaluator": {"proxy": {"width_mult": 0}}}, r"evaluator\.proxy\.width_mult: expected a number > 0 and <= 4"),
+        ({**MINIMAL, "evaluator": {"proxy": {"width_mult": 0}}}, r"evaluator\.proxy\.width_mult: expected a number >"),
         ({**MINIMAL, "evaluator": {"target": {"resolution": 2}}}, r"evaluator\.target\.resolution: expected an integ"),
         ({**MINIMAL, "evaluator": {"proxy": "cheap"}}, r"evaluator\.proxy: expected a mapping .* or `target`"),
         ({**MINIMAL, "evaluator": {"train": {"seed": 3}}}, r"evaluator\.train\.seed: .*top-level `seed:`"),
