@@ -434,7 +434,8 @@ class DataSchema(_Section):
     resolution: int = _doc(DataConfig.resolution, "default input size of target and proxy", ge=4, le=1024)
     val_fraction: float = _doc(DataConfig.val_fraction, "share of the images held out for validation", gt=0, lt=1)
     seed: int = _doc(DataConfig.seed, "seed of the train/validation split", ge=0)
-    limit_train: int | None = _doc(DataConfig.limit_train, "use only this many training images (null: all)", ge=1)
+    limit_train: int | None = _doc(DataConfig.limit_train, "use only this many training images (null: all; "
+                                   "BatchNorm needs two)", ge=2)
     limit_val: int | None = _doc(DataConfig.limit_val, "use only this many validation images (null: all)", ge=1)
 
     @model_validator(mode="after")
