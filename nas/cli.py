@@ -32,11 +32,30 @@ _PATH_ADVICE = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors exit 2 with one line (no usage dump) like every other user error."""
+    """argparse, but usage errors exit 2 with one line (no usage dump) like every other user error, pointing to the
+    help of the (sub-)command that was given."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"nas: error: {message} (see 'nas --help')\n")
+        sys.stderr.write(f"nas: error: {message} (see '{self.prog} --help')\n")
         sys.exit(2)
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+                         ) -> tuple[argparse.Namespace, list[str]]:
+        """As argparse, but arguments that no parser took are refused by the sub-command they followed."""
+        ns, extra = super().parse_known_args(args, namespace)
+        if extra and self.prog == "nas":
+            self._innermost(ns).error(f"unrecognized arguments: {' '.join(extra)}")
+        return ns, extra
+
+    def _innermost(self, ns: argparse.Namespace) -> argparse.ArgumentParser:
+        """The deepest sub-command parser `ns` went through ('nas zoo list')."""
+        parser: argparse.ArgumentParser = self
+        while True:
+            subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+            chosen = getattr(ns, subs[0].dest, None) if subs and subs[0].dest else None
+            if chosen is None or chosen not in subs[0].choices:
+                return parser
+            parser = subs[0].choices[chosen]
 
 
 def make_parser() -> argparse.ArgumentParser:

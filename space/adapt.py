@@ -19,6 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+from torch import nn
+
 from space.arch import Arch
 from space.errors import SpecError
 
@@ -94,3 +97,53 @@ def _try(d: dict[str, Any], path: tuple, value: int) -> bool:
         else:
             del node[last]
         return False
+
+
+class _OutOfPixels(Exception):
+    """Raised inside a forward pass by the first layer whose input is smaller than its window."""
+
+
+def out_of_pixels(model: nn.Module, resolution: int, in_chans: int = 3) -> str | None:
+    """Which layer of `model` runs out of pixels on a `resolution` px input ('features.5 (MaxPool2d, kernel 3)
+    gets a 1x1 map'), or None when a forward pass fits."""
+    def check(name: str) -> Any:
+        def hook(module: nn.Module, args: tuple) -> None:
+            x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            if x is None or x.dim() != 4:
+                return
+            for axis, size in enumerate(x.shape[-2:]):
+                window, pad = _window(module, axis)
+                if size + 2 * pad < window:
+                    kind = type(module).__name__
+                    raise _OutOfPixels(f"{name} ({kind}, kernel {_pair(module.kernel_size)[axis]}) gets a "
+                                       f"{x.shape[-2]}x{x.shape[-1]} map")
+        return hook
+
+    handles = [m.register_forward_pre_hook(check(name)) for name, m in model.named_modules()
+               if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d))]
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, in_chans, resolution, resolution))
+    except _OutOfPixels as e:
+        return str(e)
+    finally:
+        model.train(was)
+        for h in handles:
+            h.remove()
+    return None
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _window(module: nn.Module, axis: int) -> tuple[int, int]:
+    """(receptive window along `axis`, padding on each side) of a conv or pool."""
+    kernel = _pair(module.kernel_size)[axis]
+    dilation = _pair(getattr(module, "dilation", 1))[axis]
+    padding = module.padding
+    if isinstance(padding, str):  # 'same' keeps the size; 'valid' pads nothing
+        return (1, 0) if padding == "same" else (dilation * (kernel - 1) + 1, 0)
+    return dilation * (kernel - 1) + 1, _pair(padding)[axis]

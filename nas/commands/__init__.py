@@ -46,25 +46,3 @@ def float_in(lo: float, hi: float | None = None, *, open_lo: bool = False) -> Ca
 positive_int = int_in(1)
 positive_float = float_in(0, open_lo=True)
 port = int_in(1, 65535)
-
-
-def resolve_model(spec: str) -> tuple[Any, int]:
-    """The architecture and own input size of a named point, a zoo entry (name or folder), or an architecture file."""
-    from pathlib import Path
-
-    from space import MODELS, resolve_arch
-    from space.errors import NasError
-    from space.zoo import find_entry
-
-    if spec in MODELS:
-        return resolve_arch(spec), MODELS.get(spec).default_input
-    path = Path(spec).expanduser()
-    if path.is_dir() and not (path / "arch.yaml").is_file():
-        raise NasError(f"{spec}: a folder where an architecture file belongs; give an architecture .yaml, a zoo "
-                       "entry's folder or a named point (see 'nas zoo list')")
-    if path.is_dir() or find_entry(spec) is not None:
-        from nas.zoo import load_entry
-
-        entry = load_entry(path if path.is_dir() else spec)
-        return entry.arch, int(entry.config.get("input_size", [3, 224, 224])[-1])
-    return resolve_arch(str(path)), 224

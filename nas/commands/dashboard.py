@@ -12,7 +12,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dashboard", help="explore a study's trials and Pareto front in optuna-dashboard")
     p.add_argument("study", help="a study .yaml (its storage is opened) or a storage URL")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
-    p.add_argument("--port", type=port, default=8080)
+    p.add_argument("--port", type=port, default=8080, help="port to serve on, on 127.0.0.1 (default 8080)")
     p.set_defaults(func=run)
 
 

@@ -69,7 +69,8 @@ def setting_of(study: Study) -> FinalSetting | None:
     if study.final is None:
         return None
     t = study.evaluator.target
-    return FinalSetting(t.width_mult, t.resolution, tuple(sorted(study.final.train.items())), study.final.patience)
+    train = {"epochs": study.final.epochs, **study.final.train}
+    return FinalSetting(t.width_mult, t.resolution, tuple(sorted(train.items())), study.final.patience)
 
 
 def run_key(setting: FinalSetting, arch_hash: str, seed: int) -> str:

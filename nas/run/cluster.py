@@ -21,6 +21,19 @@ class RayLost(NasError):
     """The driver's own Ray went away during a search (its raylet or GCS exited): the search cannot go on here."""
 
 
+AUTO_GPU_SHARE = 0.25  # `gpu: auto`: four proxies per GPU (one H200 trained 4 ResNet-18 x0.5 proxies at 3.7x the
+# throughput of one; issue 22's measurement, re-measured by bench/gpu_check.py)
+
+
+def with_gpu_share(study: Study, resources: dict) -> Study:
+    """`study` with `resources.gpu: auto` resolved for this cluster: AUTO_GPU_SHARE of a GPU per trial where the
+    cluster has GPUs, none where it has not; a number is kept as given."""
+    if study.resources.gpu != "auto":
+        return study
+    share = AUTO_GPU_SHARE if resources.get("GPU", 0) > 0 else 0.0
+    return dataclasses.replace(study, resources=dataclasses.replace(study.resources, gpu=share))
+
+
 def concurrency(study: Study, resources: dict) -> int:
     """As many trials as the cluster's CPUs (and GPUs) allow."""
     n = int(resources.get("CPU", 1) // study.resources.cpu)

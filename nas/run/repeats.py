@@ -7,6 +7,7 @@ missing. `train_many` is the runner the fidelity and final stages share.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -16,7 +17,7 @@ from optuna.trial import FrozenTrial
 
 from nas.record.repeats import PREFIX, spread_of, stored
 from nas.record.trials import front, stored_arch
-from nas.run.cluster import concurrency, connect
+from nas.run.cluster import concurrency, connect, with_gpu_share
 from nas.run.trial import Job, repeat_accuracy
 from nas.study import Study
 from nas.views.notes import refresh_arch_notes
@@ -90,6 +91,9 @@ def train_many(study: Study, job: Any, todo: list[tuple[FrozenTrial, int]],
 
     done = 0
     with connect(address or study.address) as resources:
+        study = with_gpu_share(study, resources)
+        if "device" not in job.evaluator.train:  # `gpu: auto` is known only now: train where the trial reserves
+            job = dataclasses.replace(job, device="cuda" if study.resources.gpu > 0 else "cpu")
         slots = study.concurrency or concurrency(study, resources)
         task = ray.remote(num_cpus=study.resources.cpu, num_gpus=study.resources.gpu)(repeat_accuracy)
         job_ref = ray.put(job)

@@ -51,7 +51,8 @@ class Job:
     @classmethod
     def from_study(cls, study: Study) -> Job:
         """The job of a study: training on CUDA when its trials reserve a GPU, one torch thread per reserved CPU."""
-        device = study.evaluator.train.get("device") or ("cuda" if study.resources.gpu > 0 else "cpu")
+        gpu = study.resources.gpu
+        device = study.evaluator.train.get("device") or ("cuda" if gpu == "auto" or gpu > 0 else "cpu")
         return cls(evaluator=study.evaluator, objectives=tuple(study.metric_names), constraints=study.constraints,
                    metrics=frozenset(study.metrics() | {"params", "macs"}), device=device,
                    threads=study.resources.threads, seed=study.seed)

@@ -133,5 +133,5 @@ def test_an_input_too_small_for_the_network_is_one_line(command: str, capsys: py
     # AlexNet downsamples 32x with pools that need a 3x3 map: 16 px leaves nothing for its last pool.
     assert main([command, "alexnet", "--input", "16"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "the input of 16 px is too small for this network" in err
-    assert "give a larger --input" in err
+    assert err.count("\n") == 1 and "alexnet at 16 px: stages.0.1 (MaxPool2d, kernel 3) gets a 1x1 map" in err
+    assert "give --input 63 or more" in err
