@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
-from typing import Any
 
 
 def int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
