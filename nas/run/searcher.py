@@ -121,6 +121,7 @@ def for_sampler(t: FrozenTrial, study: Study) -> FrozenTrial:
 
 REPORT_KEYS = ("status", "epochs", "planned_epochs", "seconds", "history", "node", "host", "fingerprint",
                "latency_iqr_ms", "latency_loaded", "latency_load", "latency_cached", "latency_remeasured",
+               "latency_noisy", "latency_first_ms", "latency_first_iqr_ms",
                "params_train", "macs_train", "setup_error", "seed", "repeat", "target_hash", "train_images",
                "val_images", "losses", "classes", "label_smoothing")
 MAX_IDLE_PROPOSALS = 100  # proposals in a row that are duplicates or invalid before the space counts as exhausted

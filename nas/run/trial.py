@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from nas.record.latency import is_noisy, rel_iqr
 from nas.record.trials import trial_seed
 from nas.run.quiet import Busy, NoBusy, QuietLock, TrialQuiet, for_trial  # noqa: F401 (QuietLock: re-exported)
 from nas.study import METRICS, Constraint, EvaluatorSpec, Study
@@ -166,7 +167,12 @@ def evaluate(arch: Arch, job: Job, report: Reporter) -> None:
         with _busy(lock):
             metrics.update({m: score(m, model, data, batch_size=ev.zero_cost_batch)[0] for m in proxies})
     report.measured(metrics, **info)
+
+    def again(fresh: bool) -> Any:
+        return _latency(target, job, data.num_classes, data.in_chans, lock, fresh=fresh)
+
     if not job.epochs:
+        settle_latency(report, again)
         return
     last: list[float] = []
     with _busy(lock) as busy:
@@ -181,15 +187,32 @@ def evaluate(arch: Arch, job: Job, report: Reporter) -> None:
     # What says whether the run trained at all (nas.record.training): its loss curve and the number of classes.
     report.info.update(losses=[round(v, 6) for v in result.losses], classes=data.num_classes,
                        label_smoothing=train_cfg.label_smoothing)
-    if report.info.get("latency_loaded"):
-        # Measured under load: measured again, quietly, before the trial can reach the front (else it stays flagged).
-        again = _latency(target, job, data.num_classes, data.in_chans, lock)
-        if again.load <= report.info.get("latency_load", math.inf):
-            report.values["latency_ms"] = again.median_ms
-            report.info.update(_latency_info(again))
-        report.info["latency_remeasured"] = True
+    settle_latency(report, again)
     if last:
         report.epoch(job.epochs, last[0])
+
+
+def settle_latency(report: Reporter, measure: Callable[[bool], Any]) -> None:
+    """Measure the latency again when it was taken under load or is too noisy to order networks by, keep the better
+    of the two, and flag it (`latency_noisy`) when even that one stays noisy (`nas.record.latency`).
+
+    `measure(fresh)` times the target again; `fresh` bypasses the latency cache, which holds the noisy measurement.
+    Runs after training, so the trial's own epochs and a burst of load at its start are over.
+    """
+    if "latency_ms" not in report.values:
+        return
+    first = {"latency_ms": report.values["latency_ms"], **report.info}
+    loaded, noisy = bool(first.get("latency_loaded")), is_noisy(rel_iqr(first))
+    if loaded or noisy:
+        again = measure(noisy and not loaded)
+        keep = (not again.loaded and loaded) or (again.loaded == loaded and (
+            again.load <= first.get("latency_load", math.inf) if loaded else again.rel_iqr < rel_iqr(first)))
+        if keep:
+            report.values["latency_ms"] = again.median_ms
+            report.info.update(_latency_info(again))
+        report.info.update(latency_remeasured=True, latency_first_ms=round(float(first["latency_ms"]), 6),
+                           latency_first_iqr_ms=first.get("latency_iqr_ms"))
+    report.info["latency_noisy"] = is_noisy(rel_iqr({"latency_ms": report.values["latency_ms"], **report.info}))
 
 
 def _latency_info(lat: Any) -> dict[str, Any]:
@@ -271,8 +294,12 @@ def _data(items: tuple, device: str) -> Any:
     return load_data(DataConfig(**dict(items)), device=device)
 
 
-def _latency(arch: Arch, job: Job, num_classes: int, in_chans: int, lock: TrialQuiet | None) -> Any:
-    """Latency of the deploy form on this node: from the cache when measured before, else with its device quiet."""
+def _latency(arch: Arch, job: Job, num_classes: int, in_chans: int, lock: TrialQuiet | None, *,
+             fresh: bool = False) -> Any:
+    """Latency of the deploy form on this node: from the cache when measured before, else with its device quiet.
+
+    `fresh` measures again whatever the cache holds, and replaces the cached measurement when the new one is steadier.
+    """
     from evaluators import LatencyConfig, measure_latency
     from evaluators.latency import device_fingerprint, latency_settings, open_cache
 
@@ -288,7 +315,26 @@ def _latency(arch: Arch, job: Job, num_classes: int, in_chans: int, lock: TrialQ
         if hit is not None and not hit.loaded:
             return hit
     with lock.quiet() if lock is not None else contextlib.nullcontext():
+        if fresh:
+            return _measure_again(arch, cfg, num_classes, in_chans, store)
         return measure_latency(arch, cfg, num_classes=num_classes, in_chans=in_chans, cache=store)
+
+
+def _measure_again(arch: Arch, cfg: Any, num_classes: int, in_chans: int, store: Any) -> Any:
+    """A new measurement under the device lock, bypassing the cache; cached when steadier than what it holds."""
+    from evaluators.latency import (default_cache_dir, device_fingerprint, device_info, device_lock,
+                                    latency_settings, time_model, timed_model)
+
+    settings = latency_settings(cfg, num_classes=num_classes, in_chans=in_chans)
+    with device_lock(cfg.device, store.path.parent if store is not None else default_cache_dir()):
+        result = time_model(timed_model(arch, cfg, num_classes=num_classes, in_chans=in_chans), cfg, in_chans=in_chans)
+        if store is not None and not result.loaded:
+            fingerprint = device_fingerprint(cfg.device, cfg.threads, cfg.backend)
+            hit = store.get(arch.hash, fingerprint, settings)
+            if hit is None or hit.loaded or result.rel_iqr < hit.rel_iqr:
+                store.put(arch.hash, fingerprint, settings, result, name=arch.name,
+                          info=device_info(cfg.device, cfg.threads, cfg.backend))
+    return result
 
 
 # -- keeping latency measurements off busy devices (the locks live in nas.run.quiet) ----------------------------------
