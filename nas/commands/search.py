@@ -41,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
 
         run_repeats(study, ostudy, choose(study, ostudy, study.repeats.of), study.repeats.seeds,
                     address=args.address)
+    if "latency_ms" in study.metrics() and not outcome.interrupted:
+        from nas.run.latency import remeasure_latency
+
+        remeasure_latency(study, ostudy)
     if study.final is not None and not outcome.interrupted and "accuracy" in study.metrics():
         from nas.run.final import run_final
 

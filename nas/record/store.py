@@ -14,6 +14,7 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import math
 import os
 import tempfile
 import warnings
@@ -34,6 +35,15 @@ CONSTRAINTS_KEY = "constraints"  # Optuna's system attribute, in the list form o
 # Bulky per-trial records kept as system attributes: the dashboard's attribute tables stay one line per trial (the
 # trial's note shows them). Read the architecture with `nas.record.trials.stored_arch`.
 SYSTEM_KEYS = ("history", "arch", "losses")
+# A named point's trial has one parameter of its own, `named:<name>` (a single choice, its name), so optuna-dashboard
+# shows the name in the trial's parameters and on hover in its plots. One parameter per name: Optuna refuses a
+# categorical parameter whose choices change, and named points can be added to a study file later.
+NAMED_PARAM = "named:"
+
+
+def arch_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's parameters that encode its architecture (without the `named:` one)."""
+    return {k: v for k, v in params.items() if not k.startswith(NAMED_PARAM)}
 
 
 def storage_of(study: Study) -> optuna.storages.RDBStorage:
@@ -176,8 +186,18 @@ class Recorder:
         return self.storage.get_trial_number_from_id(self.storage.create_new_trial(self.study_id, template))
 
     def finish(self, number: int, state: TrialState, values: list[float] | None, attrs: dict[str, Any]) -> None:
-        """Store `attrs`, the constraint values of a complete trial, and tell its final state."""
+        """Store `attrs`, the constraint values of a complete trial, and tell its final state.
+
+        The per-epoch validation accuracies (`history`) become Optuna intermediate values, the dashboard's learning
+        curve; those the searcher already wrote while the trial ran are not written again.
+        """
         tid = self.trial_id(number)
+        history = attrs.get("history")
+        if isinstance(history, list) and history:
+            have = self.storage.get_trial(tid).intermediate_values
+            for step, v in enumerate(history, 1):
+                if step not in have and isinstance(v, (int, float)) and math.isfinite(v):
+                    self.storage.set_trial_intermediate_value(tid, step, float(v))
         for k, v in attrs.items():
             if v is not None:
                 setter = self.storage.set_trial_system_attr if k in SYSTEM_KEYS else self.storage.set_trial_user_attr
@@ -200,9 +220,10 @@ class Recorder:
 
     def requeue(self, t: FrozenTrial) -> None:
         """Enqueue trial `t` again (its parameters, or its architecture when it has none) and mark it interrupted."""
+        params = arch_params(t.params)
         keep = {k: t.user_attrs[k] for k in ("named", "in_space")
-                if k in t.user_attrs and (k == "named" or not t.params)}
-        self.enqueue(t.params, {**keep, "retry_of": t.number}, None if t.params else stored_arch(t))
+                if k in t.user_attrs and (k == "named" or not params)}
+        self.enqueue(params, {**keep, "retry_of": t.number}, None if params else stored_arch(t))
         self.finish(t.number, TrialState.FAIL, None, {"fail_reason": INTERRUPTED, "interrupted": True,
                                                       "status": "interrupted"})
 

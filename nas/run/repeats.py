@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from nas.record.repeats import PREFIX, spread_of, stored
+from nas.record.repeats import PREFIX, spread_of, store_mean, stored
 from nas.record.trials import front, stored_arch
 from nas.run.cluster import concurrency, connect, with_gpu_share
 from nas.run.trial import Job, repeat_accuracy
@@ -57,9 +57,12 @@ def run_repeats(study: Study, ostudy: optuna.Study, trials: list[FrozenTrial], s
                 address: str | None = None, log: Log = print) -> int:
     """Train repeats 1..`seeds` of each trial's architecture that are not stored yet, through Ray; return how many ran.
 
-    Each result is stored as soon as it arrives. A repeat that fails is reported and left missing (run again to
+    Each result is stored as soon as it arrives, and the architecture's trials take the seed mean as their accuracy
+    (`store_mean`: the value the dashboard plots). A repeat that fails is reported and left missing (run again to
     retry).
     """
+    for h in {t.user_attrs["hash"] for t in trials}:  # repeats stored before the mean was: settle them now
+        store_mean(ostudy, study, h)
     have = stored(ostudy)
     todo = [(t, k) for t in trials for k in range(1, seeds + 1) if k not in have.get(t.user_attrs["hash"], {})]
     if not todo:
@@ -69,6 +72,7 @@ def run_repeats(study: Study, ostudy: optuna.Study, trials: list[FrozenTrial], s
 
     def keep(t: FrozenTrial, k: int, record: dict) -> None:
         ostudy.set_user_attr(f"{PREFIX}{t.user_attrs['hash']}:{k}", record)
+        store_mean(ostudy, study, t.user_attrs["hash"])
         try:  # the dashboard notes of the architecture's trials show the new spread
             refresh_arch_notes(ostudy, study, t.user_attrs["hash"])
         except Exception as e:

@@ -28,6 +28,7 @@ from nas.run.cluster import RayLost, concurrency, connect, ray_gone, with_gpu_sh
 from nas.run.searcher import Log, Progress, StudySearcher, status_line
 from nas.run.trial import ASHA_EPOCH, Evaluate, Job, run_trial
 from nas.study import Study
+from nas.views.notes import write_learning_curves, write_study_note
 
 # The engine's public surface: the run, and the pieces tools that read or drive a study use.
 __all__ = ["run_search", "Outcome", "RayLost", "resume_command"]
@@ -93,6 +94,11 @@ def run_search(study: Study, *, address: str | None = None, trials: int | None =
             with contextlib.suppress(Exception):
                 ostudy.set_user_attr("search_seconds", spent + time.monotonic() - start)
         log(status_line(searcher))
+        try:  # the dashboard's study note (states counted) and learning curves: a courtesy, never a reason to stop
+            write_study_note(ostudy, study)
+            write_learning_curves(ostudy)
+        except Exception as e:
+            log(f"cannot write the dashboard's study note or learning curves: {type(e).__name__}: {e}")
         if lost is not None:
             raise RayLost(f"{study.source}: Ray stopped under the search: {lost}; {requeued} running trial(s) "
                           f"re-queued; resume with: {resume_command(study, address, trials, minutes)}")

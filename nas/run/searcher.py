@@ -30,7 +30,7 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from nas.format import human
-from nas.record.store import CONSTRAINTS_KEY, SYSTEM_KEYS, Recorder
+from nas.record.store import CONSTRAINTS_KEY, NAMED_PARAM, SYSTEM_KEYS, Recorder
 from nas.record.trials import arch_attr, counts_toward_budget, pareto_numbers, stored_arch
 from nas.run.sampling import make_sampler
 from nas.study import METRICS, Study
@@ -236,6 +236,8 @@ class StudySearcher(Searcher):
             return self._invalid(trial.number, None, e)
         if attrs.get("named"):
             arch = dataclasses.replace(arch, name=attrs["named"])
+            name = str(attrs["named"])
+            trial.suggest_categorical(NAMED_PARAM + name, [name])  # the dashboard shows it on hover (store.py)
         try:
             arch, more = self._adapted(arch)
         except SpecError as e:
@@ -320,6 +322,16 @@ class StudySearcher(Searcher):
         self._note(number)
         self.tally.add(state, original.values, copied, number)
         self.log(_line(number, f"= #{original.number}", _summary(original.state, copied)))
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """Store an epoch's validation accuracy as the trial's intermediate value (the dashboard's learning curve)."""
+        live = self.live.get(trial_id)
+        epoch, accuracy = result.get("epoch"), result.get("accuracy")
+        if live is None or not isinstance(epoch, int) or "accuracy" in (result.get("unmeasured") or ()):
+            return
+        if isinstance(accuracy, (int, float)) and math.isfinite(accuracy):
+            with contextlib.suppress(Exception):  # a curve point is a courtesy; the final report carries them all
+                self.rec.storage.set_trial_intermediate_value(self.rec.trial_id(live.number), epoch, float(accuracy))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Tell Optuna how the trial ended: COMPLETE, PRUNED (stopped by ASHA) or FAIL with a reason."""

@@ -322,8 +322,15 @@ def _latency(arch: Arch, job: Job, num_classes: int, in_chans: int, lock: TrialQ
 
 def _measure_again(arch: Arch, cfg: Any, num_classes: int, in_chans: int, store: Any) -> Any:
     """A new measurement under the device lock, bypassing the cache; cached when steadier than what it holds."""
-    from evaluators.latency import (default_cache_dir, device_fingerprint, device_info, device_lock,
-                                    latency_settings, time_model, timed_model)
+    from evaluators.latency import (
+        default_cache_dir,
+        device_fingerprint,
+        device_info,
+        device_lock,
+        latency_settings,
+        time_model,
+        timed_model,
+    )
 
     settings = latency_settings(cfg, num_classes=num_classes, in_chans=in_chans)
     with device_lock(cfg.device, store.path.parent if store is not None else default_cache_dir()):

@@ -18,10 +18,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.format import human, md_table
+from nas.record import latency as lat
 from nas.record.final import FinalRow
 from nas.record.final import table as final_table
-from nas.record.repeats import spread_of, stored
-from nas.record.trials import state_of, stored_arch
+from nas.record.repeats import seed0_accuracy, spread_of, stored
+from nas.record.trials import display_name, state_of, stored_arch
 from nas.study import Study
 from nas.views import final as final_view
 from space import Arch
@@ -39,7 +40,7 @@ def accuracy_step(val_images: Any) -> str:
 
 # -- the note ---------------------------------------------------------------------------------------------------------
 def trial_note(study: Study, t: FrozenTrial, repeats: dict[str, dict[int, dict]] | None = None,
-               final: list[FinalRow] | None = None) -> str:
+               final: list[FinalRow] | None = None, intervals: dict[str, lat.Interval] | None = None) -> str:
     """The Markdown note of trial `t`: state, figures (units, network, fidelity), latency, seeds, architecture."""
     a = t.user_attrs
     state = state_of(t)
@@ -58,18 +59,19 @@ def trial_note(study: Study, t: FrozenTrial, repeats: dict[str, dict[int, dict]]
     if a.get("adapted"):
         out += [f"Adapted to the {study.evaluator.adapt_resolution}px input ({a['adapted']}): "
                 f"{a.get('adaptation', '')}.", ""]
-    out += _figures(study, t, spread_of(t, repeats or {}) if repeats is not None else spread_of(t, {}))
+    interval = lat.interval_of(t, intervals or {})
+    out += _figures(study, t, spread_of(t, repeats or {}) if repeats is not None else spread_of(t, {}), interval)
     history = t.system_attrs.get("history") or a.get("history")
     if isinstance(history, list) and history:
         out += ["Validation accuracy per epoch: " + ", ".join(f"{float(v):.4f}" for v in history), ""]
-    out += _latency(study, a)
+    out += _latency(study, a, interval)
     out += _seeds(t, repeats or {})
     out += _final(study, t, final or [])
     out += _architecture(stored_arch(t))
     return "\n".join(out).rstrip() + "\n"
 
 
-def _figures(study: Study, t: FrozenTrial, spread: Any) -> list[str]:
+def _figures(study: Study, t: FrozenTrial, spread: Any, interval: lat.Interval | None = None) -> list[str]:
     """A two-column table (the label says which network each figure is of), then what those networks are."""
     a = t.user_attrs
     ev = study.evaluator
@@ -93,7 +95,11 @@ def _figures(study: Study, t: FrozenTrial, spread: Any) -> list[str]:
     if isinstance(a.get("latency_ms"), (int, float)):
         iqr = a.get("latency_iqr_ms")
         rows.append([study.metric_label("latency_ms"), f"{a['latency_ms']:.3f} ms per batch"
-                     + (f" (IQR {iqr:.3f} ms)" if isinstance(iqr, (int, float)) else "")])
+                     + (f" (IQR {iqr:.3f} ms)" if isinstance(iqr, (int, float)) else "")
+                     + (" — **noisy**" if a.get("latency_noisy") else "")])
+        if interval is not None:
+            rows.append(["latency re-measured at the end", f"{interval.text()}: {100 * interval.coverage:.0f} % "
+                         "interval of the median, interleaved with the front and the named networks"])
     for k, unit in COST_UNITS.items():
         if isinstance(a.get(k), (int, float)):
             rows.append([study.metric_label(k), f"{human(float(a[k]))} {unit}"])
@@ -107,7 +113,7 @@ def _figures(study: Study, t: FrozenTrial, spread: Any) -> list[str]:
     return ["### Figures", "", *md_table(["figure", "value"], rows), "", *of, ""]
 
 
-def _latency(study: Study, a: dict) -> list[str]:
+def _latency(study: Study, a: dict, interval: lat.Interval | None = None) -> list[str]:
     if not isinstance(a.get("latency_ms"), (int, float)):
         return []
     settings = ", ".join(f"{k} {v}" for k, v in sorted(study.evaluator.latency.items()))
@@ -117,6 +123,16 @@ def _latency(study: Study, a: dict) -> list[str]:
         out.append(f"- measured under load (load {a.get('latency_load', '?')}): treat it as an upper bound")
     if a.get("latency_cached"):
         out.append("- from the latency cache (same architecture, settings and device fingerprint)")
+    if a.get("latency_remeasured") and isinstance(a.get("latency_first_ms"), (int, float)):
+        out.append(f"- measured twice: first {a['latency_first_ms']:.3f} ms (IQR {a.get('latency_first_iqr_ms', 0):.3f}"
+                   " ms), then again; the steadier is kept")
+    if a.get("latency_noisy"):
+        out.append(f"- **noisy**: IQR / median above {lat.NOISY_REL_IQR:g} even after a re-measurement, so its order "
+                   "against networks within that spread is not established by this measurement")
+    if interval is not None:
+        out.append(f"- re-measured at the end of the search: {interval.text()}, the range of the round medians, "
+                   f"holds the median with probability {100 * interval.coverage:.0f} %; a network whose interval "
+                   "overlaps this one is not called faster or slower")
     return [*out, ""]
 
 
@@ -124,7 +140,7 @@ def _seeds(t: FrozenTrial, repeats: dict[str, dict[int, dict]]) -> list[str]:
     a = t.user_attrs
     if not isinstance(a.get("accuracy"), (int, float)) or not a.get("trained", True) or t.state != TrialState.COMPLETE:
         return []
-    runs = [[0, a.get("seed", "not recorded"), f"{a['accuracy']:.4f}", "the search"]]
+    runs = [[0, a.get("seed", "not recorded"), f"{seed0_accuracy(t):.4f}", "the search"]]
     more = repeats.get(a.get("hash", ""), {})
     runs += [[k, more[k].get("seed", "?"), f"{float(more[k]['accuracy']):.4f}", "`nas repeat`"]
              for k in sorted(more) if k > 0]
@@ -176,20 +192,21 @@ def save(ostudy: optuna.Study, trial_id: int | None, body: str) -> None:
 
 
 def write_trial_note(ostudy: optuna.Study, study: Study, t: FrozenTrial,
-                     repeats: dict[str, dict[int, dict]] | None = None, final: list[FinalRow] | None = None) -> None:
+                     repeats: dict[str, dict[int, dict]] | None = None, final: list[FinalRow] | None = None,
+                     intervals: dict[str, lat.Interval] | None = None) -> None:
     """Write (or rewrite) trial `t`'s note."""
-    save(ostudy, t._trial_id, trial_note(study, t, repeats, final))
+    save(ostudy, t._trial_id, trial_note(study, t, repeats, final, intervals))
 
 
 def write_final_notes(ostudy: optuna.Study, study: Study) -> int:
     """After the final stage: rewrite the notes of its trials (their final runs) and the study's (the paper table)."""
     rows = final_table(study, ostudy)
-    repeats = stored(ostudy)
+    repeats, intervals = stored(ostudy), lat.stored(ostudy)
     numbers = {r.trial for r in rows}
     done = 0
     for t in ostudy.get_trials(deepcopy=False):
         if t.number in numbers:
-            write_trial_note(ostudy, study, t, repeats, rows)
+            write_trial_note(ostudy, study, t, repeats, rows, intervals)
             done += 1
     write_study_note(ostudy, study, rows)
     return done
@@ -197,18 +214,33 @@ def write_final_notes(ostudy: optuna.Study, study: Study) -> int:
 
 def refresh_arch_notes(ostudy: optuna.Study, study: Study, arch_hash: str) -> int:
     """Rewrite the notes of every finished trial of one architecture (after a seed repeat); return how many."""
-    repeats = stored(ostudy)
+    return refresh_notes(ostudy, study, {arch_hash})
+
+
+def refresh_latency_notes(ostudy: optuna.Study, study: Study, hashes: set[str]) -> int:
+    """After the end-of-search latency re-measurement: rewrite its trials' notes and the study's; return how many."""
+    done = refresh_notes(ostudy, study, hashes)
+    write_study_note(ostudy, study)
+    return done
+
+
+def refresh_notes(ostudy: optuna.Study, study: Study, hashes: set[str]) -> int:
+    """Rewrite the notes of every finished trial of these architectures; return how many."""
+    repeats, intervals = stored(ostudy), lat.stored(ostudy)
+    rows = final_table(study, ostudy)
     done = 0
     for t in ostudy.get_trials(deepcopy=False):
-        if t.user_attrs.get("hash") == arch_hash and t.state.is_finished():
-            write_trial_note(ostudy, study, t, repeats)
+        if t.user_attrs.get("hash") in hashes and t.state.is_finished():
+            write_trial_note(ostudy, study, t, repeats, rows, intervals)
             done += 1
     return done
 
 
 def write_study_note(ostudy: optuna.Study, study: Study, final: list[FinalRow] | None = None) -> None:
-    """The study's note: what its figures are of (target, proxy, validation data) and what it optimizes."""
+    """The study's note: what its figures are of (target, proxy, validation data), what it optimizes, what the
+    dashboard's states and values mean in it (with counts), and the re-measured latency."""
     ev = study.evaluator
+    trials = ostudy.get_trials(deepcopy=False)
     out = [f"## {study.name}", ""]
     if study.description:
         out += [study.description, ""]
@@ -216,11 +248,94 @@ def write_study_note(ostudy: optuna.Study, study: Study, final: list[FinalRow] |
             f"- **proxy** (trained; accuracy is of it): {ev.describe_proxy()}",
             "- objectives: " + ", ".join(f"{study.metric_label(o.metric)} ({o.direction})" for o in study.objectives),
             f"- constraints: {', '.join(c.describe() for c in study.constraints) or 'none'}",
-            f"- study file: `{study.source}`", "",
-            "Each trial's note has its architecture, figures, latency settings and seed spread. Untrained "
-            "(infeasible) trials and repeats of an architecture already evaluated are stored PRUNED, so the best "
-            "trials list each measured architecture once."]
+            f"- study file: `{study.source}`", "", *_reading(study, trials), "",
+            "Each trial's note has its architecture, figures, latency settings and seed spread."]
+    out += _remeasured(ostudy, trials)
+    if final is None:
+        final = final_table(study, ostudy)
     if final:
         table = md_table(final_view.HEADER, [final_view.cells(r) for r in final])
         out += ["", "### Final stage (the paper table)", "", *table, "", *final_view.caption(study, final)]
     save(ostudy, None, "\n".join(out) + "\n")
+
+
+def _reading(study: Study, trials: list[FrozenTrial]) -> list[str]:
+    """How to read the dashboard for this study: the states (with counts), the plotted value, the named networks."""
+    status = [t.user_attrs.get("status") for t in trials if t.state == TrialState.PRUNED]
+    asha, untrained, duplicate = (status.count(k) for k in ("pruned", "infeasible", "duplicate"))
+    pruned = len(status)
+    out = ["### Reading the dashboard", "",
+           f"- **PRUNED** ({pruned} trial(s)): {asha} stopped early by ASHA (their value is empty; the note gives the "
+           f"accuracy when stopped, not a final accuracy), {untrained} infeasible and never trained (a constraint "
+           f"failed before training; no accuracy is invented), {duplicate} duplicate(s) of an architecture already "
+           "evaluated (its result reused; stored PRUNED so the best trials list each architecture once)."]
+    if "accuracy" in study.metric_names:
+        means = sum(1 for t in trials if t.user_attrs.get("seeds", 1) > 1 and t.state == TrialState.COMPLETE)
+        out.append(f"- **Value** (the Pareto plot, Best Trials): the accuracy is the mean over the architecture's "
+                   f"seeds where seed repeats ran ({means} trial(s); the search's own seed is the user attribute "
+                   "`accuracy_seed0`), else the one seed the search trained — the same figure the note, `nas report` "
+                   "and the model card give.")
+        out.append("- **Intermediate values**: validation accuracy per epoch (the proxy's learning curve); the "
+                   "*learning curves* graph on this page draws them for every trial.")
+    named = sorted({str(t.user_attrs["named"]) for t in trials if t.user_attrs.get("named")})
+    if named:
+        out.append("- **Named networks** carry the parameter `named` (shown on hover in the plots and in the trial's "
+                   "parameters) and the user attribute of the same name: " + ", ".join(f"`{n}`" for n in named) + ".")
+    return out
+
+
+def _remeasured(ostudy: optuna.Study, trials: list[FrozenTrial]) -> list[str]:
+    """The end-of-search latency re-measurement as a table (nothing before it ran)."""
+    meta, intervals = lat.summary(ostudy), lat.stored(ostudy)
+    if not meta or not intervals:
+        return []
+    rows = []
+    for t in trials:
+        iv = lat.interval_of(t, intervals)
+        if iv is not None and "duplicate_of" not in t.user_attrs and t.state == TrialState.COMPLETE:
+            rows.append([f"#{t.number}", display_name(t), f"{float(t.user_attrs.get('latency_ms', 0)):.3f} ms",
+                         f"{iv.median_ms:.3f} ms", iv.short()])
+    return ["", "### Latency re-measured at the end", "",
+            f"The front's and the named networks' targets, timed again in {meta['rounds']} interleaved rounds on "
+            f"`{meta.get('host', '?')}` (fingerprint `{meta.get('fingerprint', '?')}`): median and [lowest, highest] "
+            f"round median, a {100 * float(meta.get('coverage', 0)):.0f} % interval. Overlapping intervals: neither "
+            "network is called faster.", "",
+            *md_table(["trial", "network", "search", "re-measured", "interval (ms)"], rows)]
+
+
+def write_learning_curves(ostudy: optuna.Study) -> None:
+    """A 'learning curves' graph on the study's dashboard page: each trained trial's validation accuracy per epoch.
+
+    optuna-dashboard 0.21 draws the intermediate values itself only for single-objective studies; this graph (a
+    Plotly figure stored with its `save_plotly_graph_object`) draws them for every study.
+    """
+    from optuna_dashboard import save_plotly_graph_object
+
+    traces = []
+    for t in ostudy.get_trials(deepcopy=False):
+        history = t.system_attrs.get("history") or t.user_attrs.get("history")
+        if not isinstance(history, list) or not history or "duplicate_of" in t.user_attrs:
+            continue
+        name = display_name(t)
+        pruned = t.state == TrialState.PRUNED
+        traces.append({"type": "scatter", "mode": "lines+markers", "x": list(range(1, len(history) + 1)),
+                       "y": [float(v) for v in history], "name": f"#{t.number}" + (f" {name}" if name else ""),
+                       "line": {"dash": "dot" if pruned else "solid", "width": 2.5 if name else 1.2},
+                       "hovertemplate": f"trial #{t.number}" + (f" ({name})" if name else "")
+                       + (" — stopped by ASHA" if pruned else "") + "<br>epoch %{x}: %{y:.4f}<extra></extra>"})
+    layout = {"title": {"text": "Learning curves (validation accuracy of the proxy per epoch; dotted: stopped by "
+                                "ASHA)"},
+              "xaxis": {"title": {"text": "epoch"}, "dtick": 1}, "yaxis": {"title": {"text": "validation accuracy"}},
+              "showlegend": len(traces) <= 30}
+    save_plotly_graph_object(ostudy, _Figure({"data": traces, "layout": layout}), graph_object_id="learning-curves")
+
+
+class _Figure:
+    """What `save_plotly_graph_object` needs of a Plotly figure (its JSON), without depending on Plotly."""
+
+    def __init__(self, spec: dict):
+        self.spec = spec
+
+    def to_json(self) -> str:
+        """The figure as Plotly's JSON."""
+        return json.dumps(self.spec)
