@@ -5,9 +5,12 @@ queued trials are listed as such), and on a study with no completed trial (it sa
 `<study dir>/<study name>_report/`:
 
     trials.csv   one row per trial: state, named tag, objectives (accuracy: the mean over seeds, with their spread),
-                 costs, the accuracy of a pruned trial when it was stopped (its own column), feasibility, front, hash
+                 costs, the accuracy of a pruned trial when it was stopped (its own column), the latency's IQR and
+                 noise flag and, for the front and the named points, the latency re-measured at the end with its
+                 interval, feasibility, front, hash
     pareto.png   accuracy vs latency (or the study's first two objectives): the front highlighted, named points
-                 labelled (labels placed so none overprints another), infeasible and pruned trials drawn apart, and
+                 labelled (labels placed so none overprints another), infeasible and pruned trials drawn apart,
+                 the re-measured latency intervals as horizontal bars, and
                  under the title the conditions of each axis; the labels are also in the PNG's text chunks
     summary.md   the conditions (target, proxy, validation size and accuracy resolution), budget used, trials by
                  state, the front as a table, where each named point stands
@@ -35,6 +38,7 @@ from optuna.trial import FrozenTrial
 
 from nas.fileio import atomic_write
 from nas.format import human, md_table
+from nas.record import latency as lat
 from nas.record.fidelity import latest
 from nas.record.final import table as final_table
 from nas.record.repeats import seed_noise, spread_of, stored
@@ -51,6 +55,8 @@ STATES = ("complete", "infeasible", "pruned", "failed", "interrupted", "running"
 DUPLICATE = "duplicate"  # the summary's row for trials that reused an earlier trial's result
 # Metrics recorded on trials besides the objectives, in table order.
 EXTRA_METRICS = ("accuracy", "latency_ms", "params", "macs", "activations", "synflow", "naswot", "snip")
+# The latency's spread (IQR), whether it stayed noisy, and the end-of-search re-measure: median and interval.
+LATENCY_COLUMNS = ("latency_iqr_ms", "latency_noisy", "latency_remeasured_ms", "latency_low_ms", "latency_high_ms")
 LABELS_KEY = "nas:labels"  # PNG text chunk: JSON list of the names labelled in the plot
 AXIS_LABELS = {"accuracy": "validation top-1 accuracy",
                "latency_ms": "latency (ms per batch, deploy form)"}
@@ -91,7 +97,7 @@ def trials_table(study: Study, ostudy: optuna.Study) -> pd.DataFrame:
     on_front = set(front_numbers(ostudy))
     metrics = [*names, *(m for m in EXTRA_METRICS if m not in names)]
     trials = ostudy.get_trials(deepcopy=False)
-    repeats = stored(ostudy)
+    repeats, intervals = stored(ostudy), lat.stored(ostudy)
     spreads = {t.user_attrs.get("hash"): spread_of(t, repeats) for t in trials
                if "duplicate_of" not in t.user_attrs and spread_of(t, repeats) is not None}
     rows = []
@@ -105,6 +111,12 @@ def trials_table(study: Study, ostudy: optuna.Study) -> pd.DataFrame:
         spread = spreads.get(a.get("hash")) if row.get("accuracy") is not None else None
         if spread is not None and spread.n > 1:
             row.update(accuracy=spread.mean, accuracy_std=spread.std, seeds=spread.n)
+        if row.get("latency_ms") is not None:
+            row.update(latency_iqr_ms=a.get("latency_iqr_ms"), latency_noisy=bool(a.get("latency_noisy")))
+        interval = lat.interval_of(t, intervals) if row.get("latency_ms") is not None else None
+        if interval is not None:
+            row.update(latency_remeasured_ms=interval.median_ms, latency_low_ms=interval.low_ms,
+                       latency_high_ms=interval.high_ms)
         row.update(feasible=a.get("feasible", state == "complete") if state in ("complete", "infeasible") else None,
                    pareto=t.number in on_front, epochs=a.get("epochs"), planned_epochs=a.get("planned_epochs"),
                    seconds=a.get("seconds"), val_images=a.get("val_images"), fingerprint=a.get("fingerprint"),
@@ -113,18 +125,20 @@ def trials_table(study: Study, ostudy: optuna.Study) -> pd.DataFrame:
                    reason=a.get("fail_reason") or a.get("infeasible") or "",
                    started=_iso(t.datetime_start), finished=_iso(t.datetime_complete))
         rows.append(row)
-    columns = ["trial", "state", "named", "adapted", *metrics, "accuracy_std", "seeds", "accuracy_at_stop", "feasible",
-               "pareto",
-               "epochs", "planned_epochs", "seconds", "val_images", "fingerprint", "hash", "duplicate_of", "reason",
-               "started", "finished"]
+    columns = ["trial", "state", "named", "adapted", *metrics, "accuracy_std", "seeds", "accuracy_at_stop",
+               *LATENCY_COLUMNS, "feasible", "pareto", "epochs", "planned_epochs", "seconds", "val_images",
+               "fingerprint", "hash", "duplicate_of", "reason", "started", "finished"]
     df = pd.DataFrame(rows, columns=columns)
     for col in ("epochs", "planned_epochs", "duplicate_of", "params", "macs", "activations", "seeds", "val_images"):
         df[col] = df[col].astype("Int64")  # counts stay integers next to the blanks of unfinished trials
-    for col in ("accuracy_std", "accuracy_at_stop"):
+    for col in ("accuracy_std", "accuracy_at_stop", "latency_iqr_ms", "latency_remeasured_ms", "latency_low_ms",
+                "latency_high_ms"):
         df[col] = df[col].astype(float)
+    df["latency_noisy"] = df["latency_noisy"].astype("boolean")
     # Metrics no trial has (zero-cost scores of a study that does not use them) are left out, and so are the seed and
-    # stop columns of a study without repeats or pruning.
-    optional = [m for m in metrics if m not in names] + ["accuracy_std", "seeds", "accuracy_at_stop"]
+    # stop columns of a study without repeats or pruning, and the latency columns of a study without latency.
+    optional = [m for m in metrics if m not in names] + ["accuracy_std", "seeds", "accuracy_at_stop",
+                                                         *LATENCY_COLUMNS]
     return df.drop(columns=[m for m in optional if df[m].isna().all()])
 
 
@@ -173,6 +187,9 @@ def conditions(study: Study, df: pd.DataFrame) -> dict[str, str]:
                        if k not in ("device", "batch_size", "threads", "backend"))
     cost = (f"latency, params and MACs of the target — {ev.describe_target()}, deploy form"
             + (f" ({timing})" if timing else ""))
+    if "latency_low_ms" in df and df["latency_low_ms"].notna().any():
+        cost += ("; green bars: the latency interval re-measured at the end (interleaved rounds; ticks: its median) — "
+                 "networks whose bars overlap are not established as faster or slower")
     return {"accuracy": acc, "cost": cost}
 
 
@@ -226,6 +243,8 @@ def plot_front(study: Study, df: pd.DataFrame) -> Figure:
             if bound is not None and c.metric in (x, y):
                 line = ax.axvline if c.metric == x else ax.axhline
                 line(bound, color="tab:red", linestyle="--", linewidth=1, label=f"constraint {c.describe()}")
+    if x == "latency_ms" and "latency_low_ms" in rows:
+        _latency_intervals(ax, rows[has_xy & rows["latency_low_ms"].notna()], y)
     named = rows[has_xy & (rows["named"] != "")]
     if len(named):
         ax.scatter(named[x], named[y], s=90, marker="*", color="black", label="named architecture", zorder=6)
@@ -251,6 +270,19 @@ def plot_front(study: Study, df: pd.DataFrame) -> Figure:
                for _, row in named.iterrows()]
     place_labels(fig, ax, labels)
     return fig
+
+
+def _latency_intervals(ax: Any, rows: pd.DataFrame, y: str) -> None:
+    """The re-measured latency of each point: a horizontal bar over its interval, a tick at its median."""
+    if not len(rows):
+        return
+    ax.hlines(rows[y], rows["latency_low_ms"], rows["latency_high_ms"], color="tab:green", linewidth=2.2, alpha=0.75,
+              zorder=4.5, label=f"latency re-measured at the end: interval ({len(rows)})")
+    ax.scatter(rows["latency_remeasured_ms"], rows[y], marker="|", s=140, color="tab:green", linewidths=1.6,
+               zorder=4.6, label="_re-measured median")
+    ax.dataLim.update_from_data_x(rows[["latency_low_ms", "latency_high_ms"]].to_numpy(dtype=float).ravel(),
+                                  ignore=False)
+    ax.autoscale_view()
 
 
 def fill(text: str, width: int) -> str:
@@ -388,9 +420,12 @@ def summary(study: Study, ostudy: optuna.Study, df: pd.DataFrame) -> str:
     elif not len(front):
         out.append("No feasible complete trial: every complete trial violates a constraint.")
     else:
-        cols = ["trial", "named", *names, *(m for m in ("params", "macs") if m not in names and m in df), "hash"]
+        remeasured = "latency_low_ms" in df and front["latency_low_ms"].notna().any()
+        cols = ["trial", "named", *names, *(["latency re-measured"] if remeasured else []),
+                *(m for m in ("params", "macs") if m not in names and m in df), "hash"]
         front = front.sort_values(names[0], ascending=not _maximize(study, names[0]))
         out += md_table(cols, [[_row_cell(c, r) for c in cols] for _, r in front.iterrows()])
+        out += latency_order(front)
         out += ["", f"Export one with `nas export {study.source} --trial N --name NAME`, or all of them with "
                 f"`--pareto`."]
     standing = named_standing(ostudy, study)
@@ -399,6 +434,7 @@ def summary(study: Study, ostudy: optuna.Study, df: pd.DataFrame) -> str:
         out.append("No named architecture was seeded (add `named: [...]` to the study file to compare with them).")
     else:
         by_number = {int(r["trial"]): r for _, r in df.iterrows()}
+        remeasured_any = "latency_low_ms" in df and df["latency_low_ms"].notna().any()
         rows, dominated = [], []
         def name_of(n: int) -> str:
             return _describe(by_number[n], names) if n in by_number else f"#{n}"
@@ -406,8 +442,12 @@ def summary(study: Study, ostudy: optuna.Study, df: pd.DataFrame) -> str:
         for s in standing:
             if s["standing"] == DOMINATED:
                 dominated.append(s["network"])
-            rows.append([s["network"], s["trial"], *(_cell(n, s.get(n)) for n in names), standing_text(s, name_of)])
-        out += md_table(["named", "trial", *names, "standing"], rows)
+            row = by_number.get(int(s["trial"]))
+            interval = [_row_cell("latency re-measured", row) if row is not None else ""] if remeasured_any else []
+            rows.append([s["network"], s["trial"], *(_cell(n, s.get(n)) for n in names), *interval,
+                         standing_text(s, name_of)])
+        out += md_table(["named", "trial", *names, *(["latency re-measured"] if remeasured_any else []), "standing"],
+                        rows)
         if dominated:
             out += ["", f"{len(dominated)} named architecture(s) dominated by a found network: "
                     + ", ".join(f"`{n}`" for n in dominated) + "."]
@@ -532,6 +572,15 @@ def conditions_section(study: Study, df: pd.DataFrame) -> list[str]:
            f"{lat.get('batch_size', 1)} on {lat.get('device', 'cpu')}, {lat.get('threads', 1)} thread(s), "
            f"{lat.get('backend', 'eager')} backend",
            "- latency settings: " + ", ".join(f"{k} {v}" for k, v in sorted(lat.items()))]
+    if "latency_noisy" in df and df["latency_noisy"].notna().any():
+        noisy = int(df["latency_noisy"].fillna(False).sum())
+        out.append(f"- latency noise: a measurement with IQR / median above {lat.NOISY_REL_IQR:g} is measured again; "
+                   f"{noisy} trial(s) stayed that noisy (**noisy** in the tables, `latency_noisy` in trials.csv)")
+    if "latency_low_ms" in df and df["latency_low_ms"].notna().any():
+        out.append("- latency re-measured at the end: the front's and the named networks' targets timed again in "
+                   "interleaved rounds on one machine; median and [lowest, highest] round median "
+                   "(`latency_remeasured_ms`, `latency_low_ms`, `latency_high_ms`); a network is called faster only "
+                   "when the intervals do not overlap")
     fingerprints = sorted({str(f) for f in df.get("fingerprint", pd.Series(dtype=str)).dropna()})
     if fingerprints:
         out.append("- device fingerprint(s): " + ", ".join(f"`{f}`" for f in fingerprints))
@@ -566,10 +615,39 @@ def state_rows(df: pd.DataFrame) -> list[list[Any]]:
 
 
 def _row_cell(column: str, row: pd.Series) -> str:
-    """A cell of a trial's row: accuracy as 'mean ± std (n seeds)' where repeats exist."""
+    """A cell of a trial's row: accuracy as 'mean ± std (n seeds)' where repeats exist, latency with its IQR (and
+    'noisy' when it stayed so), the re-measured latency as 'median [low, high]'."""
     if column == "accuracy" and pd.notna(row.get("accuracy_std")):
         return f"{row['accuracy']:.4f} ± {row['accuracy_std']:.4f} ({int(row['seeds'])} seeds)"
+    if column == "latency_ms" and pd.notna(row.get("latency_ms")) and pd.notna(row.get("latency_iqr_ms")):
+        return (f"{row['latency_ms']:.3f} ms (IQR {row['latency_iqr_ms']:.3f})"
+                + (" **noisy**" if row.get("latency_noisy") is True else ""))
+    if column == "latency re-measured":
+        if pd.isna(row.get("latency_low_ms")):
+            return ""
+        return f"{row['latency_remeasured_ms']:.3f} ms [{row['latency_low_ms']:.3f}, {row['latency_high_ms']:.3f}]"
     return _cell(column, row.get(column))
+
+
+def latency_order(front: pd.DataFrame) -> list[str]:
+    """Which front networks' re-measured latency intervals overlap: their latency order is not established."""
+    if "latency_low_ms" not in front:
+        return []
+    done = front[front["latency_low_ms"].notna()].sort_values("latency_remeasured_ms")
+    if len(done) < 2:
+        return []
+    pairs = [(int(a["trial"]), int(b["trial"])) for i, (_, a) in enumerate(done.iterrows())
+             for _, b in list(done.iterrows())[i + 1:]
+             if a["latency_low_ms"] <= b["latency_high_ms"] and b["latency_low_ms"] <= a["latency_high_ms"]]
+    order = " < ".join(f"#{int(r['trial'])}" for _, r in done.iterrows())
+    out = ["", f"Latency re-measured at the end (median, [lowest, highest] of the interleaved rounds): by median "
+           f"{order}."]
+    if pairs:
+        out.append("Not established as faster or slower (their intervals overlap): "
+                   + ", ".join(f"#{a} and #{b}" for a, b in pairs) + ".")
+    else:
+        out.append("No two intervals overlap: that order is established.")
+    return out
 
 
 def _describe(row: pd.Series, names: list[str]) -> str:
