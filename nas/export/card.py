@@ -14,6 +14,7 @@ from torch import nn
 
 from nas.export.select import network_of
 from nas.format import human, md_table
+from nas.record import latency as lat
 from nas.record.fidelity import latest
 from nas.record.final import table as final_table
 from nas.record.repeats import spread_of, stored
@@ -71,6 +72,9 @@ def entry_config(study: Study, t: FrozenTrial, arch: Arch, data: Any, mult: floa
                    "accuracy_seeds": list(spread.values) if spread else None,
                    "target": study.evaluator.describe_target(), "proxy": study.evaluator.describe_proxy(),
                    "latency_loaded": bool(t.user_attrs.get("latency_loaded")),
+                   "latency_iqr_ms": t.user_attrs.get("latency_iqr_ms"),
+                   "latency_noisy": bool(t.user_attrs.get("latency_noisy")),
+                   "latency_remeasured": _interval_config(lat.interval_of(t, lat.stored(record))),
                    "directions": dict(zip(study.metric_names, study.directions)),
                    "constraints": [c.describe() for c in study.constraints], "epochs": t.user_attrs.get("epochs"),
                    "latency_fingerprint": t.user_attrs.get("fingerprint"), "host": t.user_attrs.get("host")},
@@ -139,9 +143,22 @@ def model_card(study: Study, t: FrozenTrial, name: str, arch: Arch, data: Any, m
     directions = dict(zip(study.metric_names, study.directions))
     record = ostudy if ostudy is not None else load_results(study)
     spread = spread_of(t, stored(record)) if "accuracy" in values else None
-    rows = [[study.metric_label(k), spread.text() if k == "accuracy" and spread else _fmt(k, v),
-             directions.get(k, "recorded")] for k, v in values.items()]
+    interval = lat.interval_of(t, lat.stored(record))
+    rows = [[study.metric_label(k), spread.text() if k == "accuracy" and spread else
+             _latency_cell(t, v) if k == "latency_ms" else _fmt(k, v), directions.get(k, "recorded")]
+            for k, v in values.items()]
+    if interval is not None:
+        rows.append(["latency re-measured at the end of the search (target)", interval.text(), "interval"])
     out += md_table(["metric (network, fidelity)", "value", "objective"], rows)
+    if interval is not None:
+        out += ["", f"The latency interval is the range of {len(interval.rounds)} round medians of the front's and the "
+                f"named networks' targets timed in interleaved rounds at the end of the search: it holds the median "
+                f"with probability {100 * interval.coverage:.0f} %. Against a network whose interval overlaps it, "
+                "this one is neither faster nor slower."]
+    elif t.user_attrs.get("latency_noisy"):
+        out += ["", f"**Note:** the search's latency of this trial stayed noisy (IQR / median above "
+                f"{lat.NOISY_REL_IQR:g}) after a re-measurement; its order against networks within that spread is "
+                "not established."]
     if "accuracy" in values:  # how far the proxy's accuracy can be trusted to rank this network
         fidelity = latest(record)
         out += ["", "Proxy fidelity of the search: " + (
@@ -222,6 +239,21 @@ def arch_table(arch: Arch, model: nn.Module, res: int, in_chans: int) -> list[st
     return md_table(["", "type", "depth", "width", "stride", "settings", "output", "params", "MACs"], lines)
 
 
+
+
+def _latency_cell(t: FrozenTrial, v: float) -> str:
+    """'1.123 ms (IQR 0.050 ms)', with 'noisy' when the measurement stayed so."""
+    iqr = t.user_attrs.get("latency_iqr_ms")
+    return (f"{v:.3f} ms" + (f" (IQR {iqr:.3f} ms)" if isinstance(iqr, (int, float)) else "")
+            + (", noisy" if t.user_attrs.get("latency_noisy") else ""))
+
+
+def _interval_config(interval: lat.Interval | None) -> dict | None:
+    """config.json's record of the re-measured latency: median, interval, rounds, coverage."""
+    if interval is None:
+        return None
+    return {"median_ms": interval.median_ms, "low_ms": interval.low_ms, "high_ms": interval.high_ms,
+            "rounds": list(interval.rounds), "coverage": round(interval.coverage, 4)}
 
 
 def _kv(d: dict) -> str:

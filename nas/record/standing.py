@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from nas.record.final import MIXED, noise_of
 from nas.record.final import table as final_table
+from nas.record.latency import stored as stored_intervals
 from nas.record.repeats import compare, seed_noise, stored
 from nas.record.training import DID_NOT_TRAIN
 from nas.record.trials import front, proxy_mark, trial_row
@@ -41,7 +42,7 @@ def named_standing(ostudy: optuna.Study, study: Study) -> list[dict[str, Any]]:
     names = study.metric_names
     best = front(ostudy)
     on_front = {t.number for t in best}
-    repeats, noise = stored(ostudy), seed_noise(ostudy)
+    repeats, noise, intervals = stored(ostudy), seed_noise(ostudy), stored_intervals(ostudy)
     rows = {r.trial: r for r in final_table(study, ostudy)}
     final_noise = noise_of(list(rows.values()))
     measured = {n for n, r in rows.items() if r.measured}
@@ -55,7 +56,7 @@ def named_standing(ostudy: optuna.Study, study: Study) -> list[dict[str, Any]]:
         a = t.user_attrs
         if not a.get("named") or "duplicate_of" in a or a.get("interrupted") or t.state == TrialState.WAITING:
             continue
-        row = trial_row(t, names, repeats)
+        row = trial_row(t, names, repeats, intervals)
         row["fidelity"] = "final" if rows else "proxy"
         fin = rows.get(t.number)
         if t.state == TrialState.COMPLETE and t.number in on_front:
@@ -74,9 +75,9 @@ def named_standing(ostudy: optuna.Study, study: Study) -> list[dict[str, Any]]:
         elif t.state == TrialState.COMPLETE:
             if rows:
                 verdicts = [(b, compare(t, b, study, ostudy, (final_noise, 0) if final_noise else None, repeats,
-                                        accuracy=final_spread)) for b in final_front]
+                                        accuracy=final_spread, intervals=intervals)) for b in final_front]
             else:
-                verdicts = [(b, compare(t, b, study, ostudy, noise, repeats)) for b in best]
+                verdicts = [(b, compare(t, b, study, ostudy, noise, repeats, intervals=intervals)) for b in best]
             real = [(b, v) for b, v in verdicts if v.startswith("dominates")]
             within = [b for b, v in verdicts if v == "within noise"]
             if real:

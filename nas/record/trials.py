@@ -12,6 +12,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.record.latency import Interval, interval_of
 from nas.record.repeats import spread_of
 from nas.record.training import Mark, trained_mark
 from space import Arch
@@ -117,8 +118,10 @@ def display_name(t: FrozenTrial) -> str:
     return name
 
 
-def trial_row(t: FrozenTrial, names: list[str], repeats: dict | None = None) -> dict[str, Any]:
-    """A table row of a trial: number, network, objectives (accuracy as mean ± spread over seeds), cost, epochs."""
+def trial_row(t: FrozenTrial, names: list[str], repeats: dict | None = None,
+              intervals: dict[str, Interval] | None = None) -> dict[str, Any]:
+    """A table row of a trial: number, network, objectives (accuracy as mean ± spread over seeds, latency with its
+    re-measured interval), cost, epochs."""
     a = t.user_attrs
     row: dict[str, Any] = {"trial": t.number, "network": display_name(t)}
     for name in names:
@@ -130,8 +133,11 @@ def trial_row(t: FrozenTrial, names: list[str], repeats: dict | None = None) -> 
     for k in ("params", "macs"):
         if k not in names and k in a:
             row[k] = a[k]
-    if "latency_ms" in names and a.get("latency_loaded"):
-        row["latency note"] = "measured under load"
+    interval = interval_of(t, intervals or {})
+    if "latency_ms" in names and interval is not None:
+        row["latency re-measured"] = f"{interval.median_ms:.3f} {interval.short()}"
+    if "latency_ms" in names and (a.get("latency_loaded") or a.get("latency_noisy")):
+        row["latency note"] = "measured under load" if a.get("latency_loaded") else "noisy"
     if "epochs" in a and a.get("planned_epochs"):
         row["epochs"] = a["epochs"]
     row["hash"] = a.get("hash", "")

@@ -8,6 +8,7 @@ import pandas as pd
 
 from nas.format import human, table, text_table
 from nas.record.final import table as final_table
+from nas.record.latency import stored as stored_intervals
 from nas.record.repeats import seed_noise, stored
 from nas.record.standing import named_standing
 from nas.record.trials import front, proxy_mark, trial_row
@@ -27,7 +28,8 @@ def print_results(study: Study, ostudy: optuna.Study) -> None:
     print(f"  accuracy: {study.evaluator.describe_proxy()}")
     print(f"  latency, params, MACs: {study.evaluator.describe_target()}")
     if best:
-        print(table(_frame([trial_row(t, names, repeats) for t in best], names)))
+        intervals = stored_intervals(ostudy)
+        print(table(_frame([trial_row(t, names, repeats, intervals) for t in best], names)))
     elif any(proxy_mark(t) for t in ostudy.get_trials(deepcopy=False)):
         print("  (no trial that trained: every complete trial's proxy sat at chance, which says the proxy recipe "
               "does not train these networks; see evaluator.train)")
