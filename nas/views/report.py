@@ -38,7 +38,7 @@ from optuna.trial import FrozenTrial
 
 from nas.fileio import atomic_write
 from nas.format import human, md_table
-from nas.record import latency as lat
+from nas.record import latency as remeasure
 from nas.record.fidelity import latest
 from nas.record.final import table as final_table
 from nas.record.repeats import seed_noise, spread_of, stored
@@ -97,7 +97,7 @@ def trials_table(study: Study, ostudy: optuna.Study) -> pd.DataFrame:
     on_front = set(front_numbers(ostudy))
     metrics = [*names, *(m for m in EXTRA_METRICS if m not in names)]
     trials = ostudy.get_trials(deepcopy=False)
-    repeats, intervals = stored(ostudy), lat.stored(ostudy)
+    repeats, intervals = stored(ostudy), remeasure.stored(ostudy)
     spreads = {t.user_attrs.get("hash"): spread_of(t, repeats) for t in trials
                if "duplicate_of" not in t.user_attrs and spread_of(t, repeats) is not None}
     rows = []
@@ -113,7 +113,7 @@ def trials_table(study: Study, ostudy: optuna.Study) -> pd.DataFrame:
             row.update(accuracy=spread.mean, accuracy_std=spread.std, seeds=spread.n)
         if row.get("latency_ms") is not None:
             row.update(latency_iqr_ms=a.get("latency_iqr_ms"), latency_noisy=bool(a.get("latency_noisy")))
-        interval = lat.interval_of(t, intervals) if row.get("latency_ms") is not None else None
+        interval = remeasure.interval_of(t, intervals) if row.get("latency_ms") is not None else None
         if interval is not None:
             row.update(latency_remeasured_ms=interval.median_ms, latency_low_ms=interval.low_ms,
                        latency_high_ms=interval.high_ms)
@@ -574,8 +574,9 @@ def conditions_section(study: Study, df: pd.DataFrame) -> list[str]:
            "- latency settings: " + ", ".join(f"{k} {v}" for k, v in sorted(lat.items()))]
     if "latency_noisy" in df and df["latency_noisy"].notna().any():
         noisy = int(df["latency_noisy"].fillna(False).sum())
-        out.append(f"- latency noise: a measurement with IQR / median above {lat.NOISY_REL_IQR:g} is measured again; "
-                   f"{noisy} trial(s) stayed that noisy (**noisy** in the tables, `latency_noisy` in trials.csv)")
+        out.append(f"- latency noise: a measurement with IQR / median above {remeasure.NOISY_REL_IQR:g} is measured "
+                   f"again; {noisy} trial(s) stayed that noisy (**noisy** in the tables, `latency_noisy` in "
+                   "trials.csv)")
     if "latency_low_ms" in df and df["latency_low_ms"].notna().any():
         out.append("- latency re-measured at the end: the front's and the named networks' targets timed again in "
                    "interleaved rounds on one machine; median and [lowest, highest] round median "
