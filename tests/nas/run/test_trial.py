@@ -168,7 +168,7 @@ def test_noisy_latency_is_measured_again_and_flagged(tmp_path: Path) -> None:
     assert first > NOISY_REL_IQR, first  # the contender made the first measurement noisy...
     assert final["latency_remeasured"] and not final["latency_loaded"]  # ...so it was measured again
     kept = final["latency_iqr_ms"] / final["latency_ms"]
-    assert kept <= first  # the steadier of the two is kept
+    assert kept <= first * (1 + 1e-4)  # the steadier of the two is kept (the stored figures are rounded)
     assert final["latency_noisy"] == (kept > NOISY_REL_IQR) and final["latency_noisy"]  # still noisy: flagged
 
     # No contender: the cache holds the steadier of the two, still noisy, so the next trial measures it afresh too.
