@@ -195,7 +195,8 @@ class Recorder:
         history = attrs.get("history")
         if isinstance(history, list) and history:
             have = self.storage.get_trial(tid).intermediate_values
-            for step, v in enumerate(history, 1):
+            epochs = attrs.get("epochs")
+            for step, v in enumerate(history[:epochs] if isinstance(epochs, int) else history, 1):
                 if step not in have and isinstance(v, (int, float)) and math.isfinite(v):
                     self.storage.set_trial_intermediate_value(tid, step, float(v))
         for k, v in attrs.items():

@@ -22,10 +22,11 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from nas.record.store import Recorder, open_study, storage_of
+from nas.record.repeats import store_mean
+from nas.record.store import NAMED_PARAM, Recorder, open_study, storage_of
 from nas.record.trials import arch_attr, stored_arch
 from nas.study import Study
-from nas.views.notes import refresh_arch_notes
+from nas.views.notes import refresh_arch_notes, write_learning_curves, write_study_note
 from tests.nas.views.test_report import VAL_IMAGES, Outcome, Recording, filled
 
 pytestmark = pytest.mark.slow
@@ -106,10 +107,14 @@ def test_dashboard_is_a_place_to_choose(tmp_path: Path) -> None:
     again = Recording(study)
     again.add(Outcome(accuracy=0.5, latency_ms=0.35))
     [dup] = [t for t in ostudy.get_trials() if t.user_attrs.get("duplicate_of") == best.number]
-    # `nas repeat` stores two more seeds of the best architecture and rewrites its trials' notes.
+    # `nas repeat` stores two more seeds of the best architecture, makes their mean its accuracy (the Optuna value too)
+    # and rewrites its trials' notes; the search's end writes the study note and the learning curves.
     for k, acc in ((1, 0.88), (2, 0.86)):
         ostudy.set_user_attr(f"repeat:{best.user_attrs['hash']}:{k}", {"accuracy": acc, "seed": 7 + k})
+    assert store_mean(ostudy, study, best.user_attrs["hash"]) == [best.number, dup.number]
     assert refresh_arch_notes(ostudy, study, best.user_attrs["hash"]) == 2  # the trial and its duplicate
+    write_study_note(ostudy, study)
+    write_learning_curves(ostudy)
 
     with dashboard(Path(study.source)) as base:
         [summary] = [s for s in get(f"{base}/api/studies")["study_summaries"] if s["study_name"] == "choose"]
@@ -127,7 +132,39 @@ def test_dashboard_is_a_place_to_choose(tmp_path: Path) -> None:
     hashes = [{a["key"]: a["value"] for a in t["user_attrs"]}["hash"] for t in detail["best_trials"]]
     assert len(hashes) == len(set(hashes)) and best.number in {t["number"] for t in detail["best_trials"]}
     assert trials[dup.number]["state"] == "Pruned" and attrs[dup.number]["status"] == "duplicate"
-    assert attrs[dup.number]["accuracy"] == "0.9" and attrs[dup.number]["duplicate_of"] == str(best.number)
+    assert attrs[dup.number]["accuracy_seed0"] == "0.9" and attrs[dup.number]["duplicate_of"] == str(best.number)
+
+    # The plotted value is the reported accuracy: the seed mean, as in the note; the search's seed is kept apart.
+    assert trials[best.number]["values"][0] == pytest.approx(0.88)
+    assert float(attrs[best.number]["accuracy"]) == pytest.approx(0.88) and attrs[best.number]["seeds"] == "3"
+    assert attrs[best.number]["accuracy_seed0"] == "0.9"
+    [plotted] = [t for t in detail["best_trials"] if t["number"] == best.number]
+    assert plotted["values"][0] == pytest.approx(0.88)
+    reloaded = optuna.load_study(study_name="choose", storage=study.storage)  # a fresh reader agrees
+    assert reloaded.trials[best.number].values[0] == pytest.approx(0.88) == ostudy.trials[best.number].values[0]
+
+    # Named networks are identifiable: a parameter of their own (the trial's parameters, the plots' hover text).
+    for name in ("resnet18", "mobilenet_v2"):
+        params = {p["name"]: p["param_external_value"] for p in trials[n[name]]["params"]}
+        assert params[NAMED_PARAM + name] == name and attrs[n[name]]["named"] == name
+    assert not any(p["name"].startswith(NAMED_PARAM) for p in trials[n["best"]]["params"])
+
+    # Learning curves: every trained trial's validation accuracy per epoch as intermediate values, and a graph of them.
+    curve = [(v["step"], v["value"]) for v in trials[best.number]["intermediate_values"]]
+    assert curve == [(1, pytest.approx(0.72)), (2, pytest.approx(0.9))]
+    assert [v["step"] for v in trials[n["pruned"]]["intermediate_values"]] == [1]  # stopped after epoch 1
+    assert trials[n["slow"]]["intermediate_values"] == []  # never trained
+    [graph] = [g for g in detail["plotly_graph_objects"] if g["id"] == "learning-curves"]
+    traces = {tr["name"]: tr for tr in json.loads(graph["graph_object"])["data"]}
+    assert traces[f"#{best.number}"]["y"] == [pytest.approx(0.72), pytest.approx(0.9)]
+    assert any(name.startswith(f"#{n['resnet18']} resnet18") for name in traces)
+    assert traces[f"#{n['pruned']}"]["line"]["dash"] == "dot"
+
+    # The study note says what PRUNED means here, with the counts of each kind.
+    study_note = detail["note"]["body"]
+    assert ("**PRUNED** (3 trial(s)): 1 stopped early by ASHA" in study_note and "1 infeasible and never trained"
+            in study_note and "1 duplicate(s)" in study_note)
+    assert "`accuracy_seed0`" in study_note and f"`{NAMED_PARAM}" not in study_note
 
     # No bulky user attribute (the Smart Selection table and the trial page stay one line per trial and attribute):
     # the architecture and the per-epoch history are system attributes, shown in the note.
