@@ -279,8 +279,8 @@ def _reading(study: Study, trials: list[FrozenTrial]) -> list[str]:
                    "*learning curves* graph on this page draws them for every trial.")
     named = sorted({str(t.user_attrs["named"]) for t in trials if t.user_attrs.get("named")})
     if named:
-        out.append("- **Named networks** carry the parameter `named` (shown on hover in the plots and in the trial's "
-                   "parameters) and the user attribute of the same name: " + ", ".join(f"`{n}`" for n in named) + ".")
+        out.append("- **Named networks** carry a parameter `named:<name>` (shown on hover in the plots and in the "
+                   "trial's parameters) and the user attribute `named`: " + ", ".join(f"`{n}`" for n in named) + ".")
     return out
 
 
@@ -319,13 +319,14 @@ def write_learning_curves(ostudy: optuna.Study) -> None:
         name = display_name(t)
         pruned = t.state == TrialState.PRUNED
         traces.append({"type": "scatter", "mode": "lines+markers", "x": list(range(1, len(history) + 1)),
-                       "y": [float(v) for v in history], "name": f"#{t.number}" + (f" {name}" if name else ""),
+                       "y": [float(v) for v in history],
+                       "name": f"#{t.number}" + (f" {name}" if name else "") + (" (ASHA stop)" if pruned else ""),
                        "line": {"dash": "dot" if pruned else "solid", "width": 2.5 if name else 1.2},
                        "hovertemplate": f"trial #{t.number}" + (f" ({name})" if name else "")
                        + (" — stopped by ASHA" if pruned else "") + "<br>epoch %{x}: %{y:.4f}<extra></extra>"})
-    layout = {"title": {"text": "Learning curves (validation accuracy of the proxy per epoch; dotted: stopped by "
-                                "ASHA)"},
-              "xaxis": {"title": {"text": "epoch"}, "dtick": 1}, "yaxis": {"title": {"text": "validation accuracy"}},
+    layout = {"title": {"text": "Learning curves"},
+              "xaxis": {"title": {"text": "epoch"}, "dtick": 1},
+              "yaxis": {"title": {"text": "validation accuracy (proxy)"}},
               "showlegend": len(traces) <= 30}
     save_plotly_graph_object(ostudy, _Figure({"data": traces, "layout": layout}), graph_object_id="learning-curves")
 

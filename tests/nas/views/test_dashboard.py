@@ -158,13 +158,13 @@ def test_dashboard_is_a_place_to_choose(tmp_path: Path) -> None:
     traces = {tr["name"]: tr for tr in json.loads(graph["graph_object"])["data"]}
     assert traces[f"#{best.number}"]["y"] == [pytest.approx(0.72), pytest.approx(0.9)]
     assert any(name.startswith(f"#{n['resnet18']} resnet18") for name in traces)
-    assert traces[f"#{n['pruned']}"]["line"]["dash"] == "dot"
+    assert traces[f"#{n['pruned']} (ASHA stop)"]["line"]["dash"] == "dot"
 
     # The study note says what PRUNED means here, with the counts of each kind.
     study_note = detail["note"]["body"]
     assert ("**PRUNED** (3 trial(s)): 1 stopped early by ASHA" in study_note and "1 infeasible and never trained"
             in study_note and "1 duplicate(s)" in study_note)
-    assert "`accuracy_seed0`" in study_note and f"`{NAMED_PARAM}" not in study_note
+    assert "`accuracy_seed0`" in study_note and f"`{NAMED_PARAM}<name>`" in study_note
 
     # No bulky user attribute (the Smart Selection table and the trial page stay one line per trial and attribute):
     # the architecture and the per-epoch history are system attributes, shown in the note.
