@@ -158,8 +158,8 @@ class ClassifierHead(HeadBase):
         self.drop = nn.Dropout(p.dropout if drop_rate is None else drop_rate)
         self.conv_fc = p.conv_fc or p.fc_on == "map"
         self.on_map = p.fc_on == "map"
-        self.fc_act = make_act(p.fc_act) if self.on_map else nn.Identity()
         self.fc = self._make_fc(num_classes)
+        self.fc_act = make_act(p.fc_act) if self.on_map else nn.Identity()
         self.aux: AuxHeads | None = None
         if p.aux != "none":
             kind = AuxFC if p.aux == "fc" else AuxConv

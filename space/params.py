@@ -33,8 +33,9 @@ def param(
     """Declare a family parameter: its default, allowed values, and the condition under which it applies.
 
     `when=("act", ("series",))` makes the parameter conditional: it only applies (and a space only samples it)
-    when field `act` takes one of those values (`NONZERO` in place of the values: when it is not zero). `channels=True` marks a channel count that width multipliers
-    scale. `length_of="streams"` makes a tuple field's length equal to the integer field `streams`.
+    when field `act` takes one of those values (`NONZERO` in place of the values: when it is not zero).
+    `channels=True` marks a channel count that width multipliers scale. `length_of="streams"` makes a tuple field's
+    length equal to the integer field `streams`.
     `added=True` marks a field added to a family after architectures of it were stored: while it holds its
     default it is left out of the content hash, so the hashes (cache and storage keys) of those stay the same.
     """
