@@ -76,7 +76,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("snip", "maximize", "zero-cost proxy of the untrained proxy model", "zero_cost"),
 )}
 DIRECTIONS = ("maximize", "minimize")
-SAMPLERS = ("tpe", "nsga2", "random", "qmc")
+SAMPLERS = ("front", "tpe", "nsga2", "random", "qmc")
 
 
 @dataclass(frozen=True)
