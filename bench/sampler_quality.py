@@ -15,7 +15,7 @@ Hypervolume: accuracy and latency are scaled to [0, 1] over the whole table (0 =
 worst accuracy and the worst latency of any cell; the ratio is a run's hypervolume over the true front's.
 
     python bench/sampler_quality.py                       # the default vs random: CIFAR-10, 3 devices, 10 seeds
-    python bench/sampler_quality.py --samplers front tpe tpe-norepeat gp nsga2 --flight 1 2 8 --datasets cifar10
+    python bench/sampler_quality.py --samplers default tpe-plain tpe-s5 gp nsga2 --flight 1 2 --seeds 5
 """
 
 from __future__ import annotations
@@ -180,7 +180,6 @@ SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
     "tpe-nolie": _norepeat(_tpe(n_startup_trials=10, multivariate=True, group=True)),
     "tpe-g0.3": _norepeat(_tpe(n_startup_trials=10, constant_liar=True, multivariate=True, group=True,
                                gamma=lambda n: min(int(np.ceil(0.3 * n)), 25))),
-    "front": lambda seed: make_sampler(SamplerSpec(type="front"), seed),
     "gp": _gp,
     "nsga2": lambda seed: make_sampler(SamplerSpec(type="nsga2", population=20), seed),
     "nsga3": lambda seed: optuna.samplers.NSGAIIISampler(seed=seed, population_size=20),
