@@ -57,7 +57,7 @@ def run(workdir: Path, sampler: str, seed: int, trials: int, proxy: str) -> list
     study = Study.load(path)
     run_search(study, log=lambda line: None)
     ostudy = optuna.load_study(study_name=name, storage=study.storage)
-    i, j = ostudy.metric_names.index(proxy), ostudy.metric_names.index("latency_ms")
+    i, j = study.metric_names.index(proxy), study.metric_names.index("latency_ms")  # the storage holds labels
     return [(t.values[i], t.values[j]) for t in ostudy.get_trials(states=(TrialState.COMPLETE,))]
 
 
