@@ -323,6 +323,6 @@ def test_nas_show_squeezenet_at_16_px_is_one_line_about_the_input(capsys: pytest
 
     assert main(["show", "squeezenet1_1", "--input", "16"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "the input of 16 px is too small for this network" in err
+    assert err.count("\n") == 1 and "squeezenet1_1 at 16 px: " in err and "--adapt for the small-input form" in err
     assert main(["show", "squeezenet1_1", "--input", "32"]) == 0
     assert "total: 1,235,496 params" in capsys.readouterr().out
