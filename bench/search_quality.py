@@ -7,6 +7,9 @@ hypervolume of each run's front is computed after normalizing both objectives to
 runs (reference point: the worst value of each), so 1.0 would be a single point best in both.
 
     python bench/search_quality.py [--trials 60] [--seeds 0 1 2] [--proxy naswot]
+
+The searcher's samplers are built by `nas.run.sampling.make_sampler` (with the seed `nas search` uses); see
+bench/sampler_quality.py for the same comparison on a problem whose true front is known (NAS-Bench-201).
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ def run(workdir: Path, sampler: str, seed: int, trials: int, proxy: str) -> list
     study = Study.load(path)
     run_search(study, log=lambda line: None)
     ostudy = optuna.load_study(study_name=name, storage=study.storage)
-    i, j = ostudy.metric_names.index(proxy), ostudy.metric_names.index("latency_ms")
+    i, j = study.metric_names.index(proxy), study.metric_names.index("latency_ms")  # the storage holds labels
     return [(t.values[i], t.values[j]) for t in ostudy.get_trials(states=(TrialState.COMPLETE,))]
 
 
@@ -59,7 +62,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=60)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--proxy", default="naswot", choices=("naswot", "synflow", "snip"))
-    ap.add_argument("--default", default="tpe", help="the sampler to compare with random (the study default: tpe)")
+    ap.add_argument("--default", default="tpe", help="the sampler type to compare with random (the study default)")
     args = ap.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="nas-quality-"))

@@ -7,6 +7,7 @@ from evaluators.latency import (
     LatencyConfig,
     LatencyError,
     LatencyResult,
+    default_backend,
     device_fingerprint,
     device_info,
     measure_latency,
@@ -17,6 +18,7 @@ from evaluators.zero_cost import PROXIES, score
 
 __all__ = [
     "Cost", "measure_cost", "Data", "DataConfig", "DataError", "load_data", "LatencyCache", "LatencyConfig",
-    "LatencyError", "LatencyResult", "device_fingerprint", "device_info", "measure_latency", "time_model",
+    "LatencyError", "LatencyResult", "default_backend", "device_fingerprint", "device_info", "measure_latency",
+    "time_model",
     "TrainConfig", "TrainResult", "TrainingDiverged", "train_model", "evaluate", "PROXIES", "score",
 ]

@@ -1,11 +1,13 @@
 """Measured latency of the deploy form of an architecture, cached by (architecture, device fingerprint, settings).
 
-A measurement warms up, then times blocks of calls until the median is stable (IQR / median below a target) or a
-time budget runs out; CUDA is timed with events. CPU thread count, dtype, memory format and runtime (eager,
-TorchScript trace+freeze, ONNX Runtime) are explicit settings, because each changes the answer. Measurements on one
-device are serialized across processes by a file lock, optionally pinned to cores kept free of training, and the CPU
-load of other processes during the measurement is recorded: above a threshold the measurement is repeated, and
-flagged when it never gets below.
+A measurement warms up until successive blocks of calls agree (caches, allocator, and the clocks of a GPU that was
+idle), then times blocks of calls until the median is stable (IQR / median below a target) or a time budget runs
+out; CUDA is timed with events. CPU thread count, dtype, memory format and runtime (eager, TorchScript trace+freeze,
+ONNX Runtime, a replayed CUDA graph, torch.compile) are explicit settings, because each changes the answer: at batch
+1 on a GPU, eager mode mostly measures the host launching kernels, a CUDA graph (the default there) the GPU's work.
+Measurements on one device are serialized across processes by a file lock, optionally pinned to cores kept free of
+training, and the CPU load of other processes during the measurement is recorded: above a threshold the measurement
+is repeated, and flagged when it never gets below.
 """
 
 from __future__ import annotations
@@ -36,12 +38,16 @@ from torch import nn
 from space import Arch, count_params, create_model, resolve_arch
 from space.errors import NasError, did_you_mean
 
-BACKENDS = ("eager", "torchscript", "onnxruntime")
+BACKENDS = ("eager", "torchscript", "onnxruntime", "cuda_graph", "compile")
+CUDA_ONLY_BACKENDS = ("cuda_graph",)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
 BLOCK_SECONDS = 0.02  # calls are timed in blocks this long, so the timer's own cost and jitter do not count
 WARMUP_SECONDS = 0.2  # warm-up lasts at least this long (caches, allocator, CPU clocks), beyond `warmup` calls
 RETRY_WAIT_SECONDS = 1.0  # pause before re-measuring under load, to let a burst from another process pass
+CLOCK_WINDOW = 5  # warm-up ends when this many successive blocks...
+CLOCK_TOLERANCE = 0.03  # ...agree within this fraction of their median (or at `warmup_max_seconds`)
+WARMUP_MAX_SECONDS = {"cuda": 3.0, "cpu": 0.5}  # the default cap of that warm-up: a GPU's clocks ramp up slowly
 
 
 class LatencyError(NasError):
@@ -51,6 +57,10 @@ class LatencyError(NasError):
 @dataclass(frozen=True)
 class LatencyConfig:
     """Where and how to time: the settings that change the answer, then how hard to try for a stable estimate.
+
+    `backend` "auto" is `default_backend(device)`: eager on the CPU, cuda_graph on CUDA. Warm-up runs at least
+    `warmup` calls, then blocks of calls until `CLOCK_WINDOW` successive ones agree within `CLOCK_TOLERANCE` (a GPU's
+    clocks ramp up under load) or `warmup_max_seconds` (None: 3 s on CUDA, 0.5 s on the CPU; at most `max_seconds`).
 
     Timing stops once the IQR is within `target_rel_iqr` of the median after `min_runs` blocks and `min_seconds`
     (so one measurement spans the machine's short-term noise), or at `max_seconds`. `max_attempts` bounds the
@@ -65,8 +75,9 @@ class LatencyConfig:
     dtype: str = "float32"
     threads: int = 1
     channels_last: bool = False
-    backend: str = "eager"
+    backend: str = "auto"
     warmup: int = 5
+    warmup_max_seconds: float | None = None
     min_runs: int = 10
     max_seconds: float = 5.0
     min_seconds: float = 0.5
@@ -164,10 +175,30 @@ def time_model(model: nn.Module, cfg: LatencyConfig = LatencyConfig(), *, in_cha
     return min(attempts, key=lambda r: r.load)
 
 
+def default_backend(device: str) -> str:
+    """The backend a study on `device` times with by default: cuda_graph on CUDA (the GPU's work, not the host's
+    kernel launches, which dominate eager batch-1 latency there), eager elsewhere."""
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise LatencyError(f"latency device '{device}' unknown; use cpu or cuda[:N]") from None
+    return "cuda_graph" if kind == "cuda" else "eager"
+
+
+def clocks_steady(blocks: list[float], *, window: int = CLOCK_WINDOW, tolerance: float = CLOCK_TOLERANCE) -> bool:
+    """Whether the last `window` block times agree within `tolerance` of their median (warm-up may end)."""
+    if len(blocks) < window:
+        return False
+    last = blocks[-window:]
+    median = statistics.median(last)
+    return median > 0 and max(last) - min(last) <= tolerance * median
+
+
 def latency_settings(cfg: LatencyConfig, *, num_classes: int = 1000, in_chans: int = 3, form: str = "deploy") -> dict:
     """The settings that change the answer (the cache key besides the architecture and the device fingerprint)."""
     return {"form": form, "device": cfg.device, "batch_size": cfg.batch_size, "resolution": cfg.resolution,
-            "dtype": cfg.dtype, "threads": cfg.threads, "channels_last": cfg.channels_last, "backend": cfg.backend,
+            "dtype": cfg.dtype, "threads": cfg.threads, "channels_last": cfg.channels_last,
+            "backend": default_backend(cfg.device) if cfg.backend == "auto" else cfg.backend,
             "num_classes": num_classes, "in_chans": in_chans}
 
 
@@ -177,7 +208,10 @@ def device_info(device: str = "cpu", threads: int = 1, backend: str = "eager") -
 
     $NAS_DEVICE_LABEL, when set (e.g. on each node of a cluster), is part of it: machines of the same model then keep
     separate measurements — for nodes that differ in ways the rest does not see (cooling, power limits, clocks).
+    Backend "auto" stands for `default_backend(device)`.
     """
+    if backend == "auto":
+        backend = default_backend(device)
     info: dict = {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": threads, "torch": torch.__version__,
                   "mkldnn": torch.backends.mkldnn.is_available(), "backend": backend}
     if os.environ.get("NAS_DEVICE_LABEL"):
@@ -328,7 +362,7 @@ def _normalize(cfg: LatencyConfig) -> LatencyConfig:
     dtype = DTYPE_ALIASES.get(cfg.dtype, cfg.dtype)
     if dtype not in DTYPES:
         raise LatencyError(f"latency dtype '{cfg.dtype}' unknown; {did_you_mean(cfg.dtype, DTYPES)}")
-    if cfg.backend not in BACKENDS:
+    if cfg.backend not in BACKENDS and cfg.backend != "auto":
         raise LatencyError(f"latency backend '{cfg.backend}' unknown; {did_you_mean(cfg.backend, BACKENDS)}")
     try:
         dev = torch.device(cfg.device)
@@ -347,7 +381,11 @@ def _normalize(cfg: LatencyConfig) -> LatencyConfig:
             raise LatencyError("latency dtype float16 is for CUDA; use float32 (or bfloat16) on cpu")
     else:
         raise LatencyError(f"latency device '{cfg.device}' is not supported; use cpu or cuda[:N]")
-    if cfg.backend == "onnxruntime":
+    backend = default_backend(device) if cfg.backend == "auto" else cfg.backend
+    if backend in CUDA_ONLY_BACKENDS and device == "cpu":
+        raise LatencyError(f"latency backend {backend} replays a captured CUDA graph and needs device cuda; use eager "
+                           "(or auto) on cpu")
+    if backend == "onnxruntime":
         if dtype == "bfloat16":
             raise LatencyError("latency backend onnxruntime takes float32 or float16 models, not bfloat16")
         if cfg.channels_last:
@@ -361,7 +399,7 @@ def _normalize(cfg: LatencyConfig) -> LatencyConfig:
         if not cfg.cpus or not set(cfg.cpus) <= allowed:
             raise LatencyError(f"latency cpus {list(cfg.cpus)} are not all available; this process may use "
                                f"{sorted(allowed)}")
-    return dataclasses.replace(cfg, device=device, dtype=dtype)
+    return dataclasses.replace(cfg, device=device, dtype=dtype, backend=backend)
 
 
 @contextlib.contextmanager
@@ -394,7 +432,56 @@ def _runner(model: nn.Module, x: torch.Tensor, cfg: LatencyConfig) -> tuple[Call
             warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated")
             traced = torch.jit.freeze(torch.jit.trace(model, x).eval())
         return _no_grad(lambda: traced(x)), cuda
+    if cfg.backend == "cuda_graph":
+        return _cuda_graph(model, x), True
+    if cfg.backend == "compile":
+        return _compiled(model, x), cuda
     return _onnxruntime(model, x, cfg), False  # ORT runs on its own CUDA stream and returns when done
+
+
+def _cuda_graph(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    """Capture one inference in a CUDA graph; replaying it launches the whole network at once."""
+    static = x.clone()
+    current = torch.cuda.current_stream(x.device)
+    side = torch.cuda.Stream(device=x.device)
+    side.wait_stream(current)
+    try:
+        with torch.no_grad():
+            # Warm-up on a side stream, as capture requires: cuDNN picks its algorithms here, not during capture.
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    model(static)
+            current.wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                model(static)
+    except RuntimeError as e:
+        raise LatencyError(f"cannot capture {type(model).__name__} in a CUDA graph ({_first_line(e)}); use the "
+                           "eager backend") from None
+    return graph.replay
+
+
+def _compiled(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    """torch.compile the model (with CUDA graphs on CUDA: mode reduce-overhead) and run it once to compile."""
+    import torch._dynamo
+
+    # Every network's forward is the same code object: without a reset, dynamo's recompile limit would leave later
+    # networks of a search running uncompiled.
+    torch._dynamo.reset()
+    mode = "reduce-overhead" if x.device.type == "cuda" else "default"
+    compiled = torch.compile(model, mode=mode, dynamic=False)
+    call = _no_grad(lambda: compiled(x))
+    try:
+        call()
+    except Exception as e:  # inductor raises many types (no C++ compiler, an unsupported op...)
+        raise LatencyError(f"torch.compile failed for {type(model).__name__} ({type(e).__name__}: "
+                           f"{_first_line(e)}); use the eager or cuda_graph backend") from None
+    return call
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:200] if lines else type(e).__name__
 
 
 def _no_grad(fn: Callable[[], object]) -> Callable[[], object]:
@@ -479,6 +566,8 @@ def _time(fn: Callable[[], object], cfg: LatencyConfig, events: bool) -> tuple[f
     fn()
     sync()
     calls = max(1, int(BLOCK_SECONDS / max(time.perf_counter() - t0, 1e-9)))
+    cap = cfg.warmup_max_seconds if cfg.warmup_max_seconds is not None else WARMUP_MAX_SECONDS[device.type]
+    warm_up(lambda: _block(fn, calls, sync, events), max_seconds=min(cap, cfg.max_seconds))
     samples: list[float] = []
     gc_was = gc.isenabled()
     gc.disable()
@@ -497,6 +586,18 @@ def _time(fn: Callable[[], object], cfg: LatencyConfig, events: bool) -> tuple[f
             gc.enable()
     load = _other_load(before, _cpu_seconds(cfg.cpus))
     return statistics.median(samples), _iqr(samples), len(samples), load
+
+
+def warm_up(block: Callable[[], float], *, max_seconds: float, window: int = CLOCK_WINDOW,
+            tolerance: float = CLOCK_TOLERANCE) -> list[float]:
+    """Run `block` (returning its time) until `clocks_steady` says the last `window` agree, or for `max_seconds`."""
+    times: list[float] = []
+    start = time.perf_counter()
+    while not clocks_steady(times, window=window, tolerance=tolerance):
+        if times and time.perf_counter() - start >= max_seconds:
+            break
+        times.append(block())
+    return times
 
 
 def _block(fn: Callable[[], object], calls: int, sync: Callable[[], None], events: bool) -> float:

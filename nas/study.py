@@ -71,7 +71,14 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError, PydanticUndefined, core_schema
 
 from evaluators.data import DATASETS, DataConfig
-from evaluators.latency import BACKENDS, DTYPE_ALIASES, DTYPES, LatencyConfig
+from evaluators.latency import (
+    BACKENDS,
+    CUDA_ONLY_BACKENDS,
+    DTYPE_ALIASES,
+    DTYPES,
+    LatencyConfig,
+    default_backend,
+)
 from evaluators.train import AMP, OPTIMIZERS, SWITCH, TrainConfig
 from space import Arch, resolve_arch
 from space.errors import NasError, SpecError, did_you_mean
@@ -269,11 +276,17 @@ class EvaluatorSpec:
         subset = f" ({self.proxy.train_images} training images)" if self.proxy.train_images else ""
         return f"{what}, {self.epochs} epochs, {self.data.get('name')}{subset}"
 
+    @property
+    def latency_backend(self) -> str:
+        """The backend that times the target (`auto` resolved for the latency device)."""
+        backend = self.latency.get("backend", "auto")
+        return default_backend(self.latency.get("device", "cpu")) if backend == "auto" else backend
+
     def describe_target(self) -> str:
         """'target ×1 @32px; cpu, batch 1, 1 thread(s), eager' — the deployed network and its timing conditions."""
         lat = self.latency
         return (f"{self.target.short()}; {lat.get('device', 'cpu')}, batch {lat.get('batch_size', 1)}, "
-                f"{lat.get('threads', 1)} thread(s), {lat.get('backend', 'eager')}")
+                f"{lat.get('threads', 1)} thread(s), {self.latency_backend}")
 
 
 @dataclass(frozen=True)
@@ -324,7 +337,7 @@ class Study:
         if metric == "latency_ms":
             lat = ev.latency
             return (f"latency_ms ({ev.target.short()}, {lat.get('device', 'cpu')} b{lat.get('batch_size', 1)} "
-                    f"t{lat.get('threads', 1)} {lat.get('backend', 'eager')})")
+                    f"t{lat.get('threads', 1)} {ev.latency_backend})")
         if METRICS[metric].stage == "cost":
             return f"{metric} ({ev.target.short()})"
         return f"{metric} ({ev.proxy.short()}, untrained)"
@@ -497,7 +510,8 @@ class LatencySchema(_Section):
                                                                                      "number format of the timed model")
     threads: int = _doc(LatencyConfig.threads, "torch CPU threads while timing", ge=1)
     channels_last: bool = _doc(LatencyConfig.channels_last, "channels_last memory format")
-    backend: Annotated[str, Choice("backend", lambda: BACKENDS)] = _doc(LatencyConfig.backend, "what runs the model")
+    backend: Annotated[str, Choice("backend", lambda: ("auto", *BACKENDS))] = _doc(
+        LatencyConfig.backend, "what runs the model (auto: cuda_graph on CUDA, eager on the CPU)")
     warmup: int = _doc(LatencyConfig.warmup, "untimed calls first", ge=0)
     min_runs: int = _doc(LatencyConfig.min_runs, "timed blocks at least", ge=1)
     max_seconds: float = _doc(LatencyConfig.max_seconds, "time budget of one attempt", gt=0)
@@ -506,6 +520,8 @@ class LatencySchema(_Section):
     load_threshold: float = _doc(LatencyConfig.load_threshold, "re-measure while other processes use more cores",
                                  ge=0)
     max_attempts: int = _doc(LatencyConfig.max_attempts, "attempts while the machine is loaded", ge=1)
+    warmup_max_seconds: float | None = _doc(LatencyConfig.warmup_max_seconds, "cap of the clock warm-up (null: 3 s "
+                                            "on CUDA, 0.5 s on the CPU)", gt=0)
     cpus: list[Annotated[int, Field(ge=0)]] | None = _doc(LatencyConfig.cpus, "pin timing to these cores (null: "
                                                           "the trial's own)", shown="a list of core numbers or null",
                                                           min_length=1)
@@ -517,6 +533,8 @@ class LatencySchema(_Section):
         dtype = DTYPE_ALIASES.get(self.dtype, self.dtype)
         if self.device == "cpu" and dtype == "float16":
             _fail("float16 is for CUDA", sub="dtype", hint="use float32 (or bfloat16) on cpu")
+        if self.backend in CUDA_ONLY_BACKENDS and not self.device.startswith("cuda"):
+            _fail(f"backend {self.backend} times a CUDA graph; it needs device: cuda", sub="backend")
         if self.backend == "onnxruntime" and dtype == "bfloat16":
             _fail("onnxruntime takes float32 or float16 models, not bfloat16", sub="dtype")
         if self.backend == "onnxruntime" and self.channels_last:

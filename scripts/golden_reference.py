@@ -8,7 +8,9 @@ Run in an environment that has the reference packages (torchvision and/or timm),
 
 Each spec is `our_name=package:constructor` with package torchvision or timm; `timm-deploy:NAME` also records the
 re-parameterized form; `torchvision-aux:NAME` builds the training form with its auxiliary classifiers
-(`aux_logits=True`) and records the network without them (`aux_logits=False`) as `params_noaux` / `shapes_noaux`.
+(`aux_logits=True`) and records the network without them (`aux_logits=False`) as `params_noaux` / `shapes_noaux`;
+`timm-gen:MODULE.FUNCTION:VARIANT:MULT` calls one of timm's model generators for a width timm registers no model at
+(`timm-gen:efficientnet._gen_mobilenet_v1:mobilenetv1_050:0.5` is MobileNetV1 0.5, built like mobilenetv1_100).
 MACs are counted in eval mode, where auxiliary classifiers do not run. The project's tests then compare every named
 point against these files.
 """
@@ -38,6 +40,18 @@ def figures(model: torch.nn.Module, size: int) -> dict:
 def build(spec: str, **kwargs: object) -> torch.nn.Module:
     """The reference model of `package:constructor` (random weights)."""
     pkg, ctor = spec.split(":", 1)
+    if pkg == "timm-gen":
+        import importlib
+        import warnings
+
+        where, variant, mult = ctor.split(":")
+        module, fn = where.rsplit(".", 1)
+        import logging
+
+        logging.getLogger("timm").setLevel(logging.ERROR)  # "no pretrained configuration for <variant>": none wanted
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return getattr(importlib.import_module(f"timm.models.{module}"), fn)(variant, float(mult), **kwargs)
     if pkg.startswith("torchvision"):
         import torchvision
 

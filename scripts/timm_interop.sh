@@ -46,7 +46,7 @@ from golden_reference import main as regenerate  # noqa: E402
 
 warnings.simplefilter("ignore", FutureWarning)  # torchvision: GoogLeNet/Inception init notice
 
-REGENERATED = ("torchvision", "torchvision-aux", "timm", "timm-deploy")
+REGENERATED = ("torchvision", "torchvision-aux", "timm", "timm-deploy", "timm-gen")
 changed = []
 with tempfile.TemporaryDirectory() as scratch:
     for f in sorted(Path("tests/space/golden").glob("*.yaml")):

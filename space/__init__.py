@@ -8,11 +8,12 @@ from space.builder import Net, build
 from space.errors import DeployError, NasError, NotInSpaceError, SpecError, UnknownNameError
 from space.factory import count_params, create_model, resolve_arch
 from space.params import BLOCKS, HEADS, STEMS, Params
-from space.reparam import deploy, drop_training_only, get_lambda, set_lambda
+from space.reparam import deploy, deploy_difference, drop_training_only, exact_float32, get_lambda, set_lambda
 from space.zoo import MODELS, get_arch, list_models, register_model
 
 __all__ = [
     "Arch", "Stem", "Stage", "Head", "Params", "Net", "build", "create_model", "resolve_arch", "count_params",
-    "deploy", "drop_training_only", "set_lambda", "get_lambda", "list_models", "get_arch", "register_model", "MODELS",
+    "deploy", "deploy_difference", "exact_float32", "drop_training_only", "set_lambda", "get_lambda", "list_models",
+    "get_arch", "register_model", "MODELS",
     "STEMS", "BLOCKS", "HEADS", "NasError", "SpecError", "NotInSpaceError", "UnknownNameError", "DeployError",
 ]

@@ -42,7 +42,8 @@ class ClassifierParams(Params):
     """(Norm → act) → global average pool → (norm) → dropout → Linear; optional training-only auxiliary classifiers.
 
     ResNet, RegNet; ConvNeXt with a LayerNorm after pooling; ResNetV2 and DenseNet with their final norm before it;
-    GoogLeNet (two 'fc' auxiliary classifiers) and Inception-v3 (one 'conv' auxiliary classifier).
+    GoogLeNet (two 'fc' auxiliary classifiers) and Inception-v3 (one 'conv' auxiliary classifier); SqueezeNet with
+    the classifier on the map (`fc_on: map`), its class maps activated, then pooled.
     """
 
     norm: str = param("none", choices=norm_names, doc="norm on the pooled features (ConvNeXt: layernorm)")
@@ -66,6 +67,19 @@ class ClassifierParams(Params):
     aux_dropout: float = param(0.7, min=0.0, max=1.0, when=("aux", ("fc",)), added=True)
     aux_weight: float = param(0.3, min=0.0, max=1.0, when=("aux", ("fc", "conv")), added=True,
                               doc="loss weight of each auxiliary classifier (GoogLeNet 0.3, Inception-v3 0.4)")
+    fc_on: str = param("pooled", choices=("pooled", "map"), added=True,
+                       doc="pooled: the classifier reads the pooled features; map: it is a 1x1 conv on the whole "
+                       "feature map, pooled after fc_act (SqueezeNet: dropout, 1x1 conv, ReLU, average pool)")
+    fc_act: str = param("none", choices=act_names, when=("fc_on", ("map",)), added=True,
+                        doc="activation of the class maps before they are pooled (SqueezeNet: relu)")
+
+    def check(self, *, w_in: int, w_out: int, stride: int) -> None:
+        if self.fc_on == "map" and self.norm != "none":
+            raise SpecError(f"a norm on the pooled features ('{self.norm}') has no place when the classifier reads "
+                            "the map (fc_on: map)", key="norm", hint="set norm: none, or fc_on: pooled")
+        if self.fc_on == "map" and self.conv_fc:
+            raise SpecError("fc_on: map makes the classifier a 1x1 conv already", key="conv_fc",
+                            hint="leave conv_fc out")
 
     def check_stages(self, widths: tuple[int, ...]) -> None:
         if self.aux == "none":
@@ -130,7 +144,8 @@ class AuxHeads(nn.ModuleDict):
 
 
 class ClassifierHead(HeadBase):
-    """(prenorm → act) → GAP → norm → dropout → fc; `aux` holds the auxiliary classifiers of the training form."""
+    """(prenorm → act) → GAP → norm → dropout → fc, or with `fc_on: map` (prenorm → act) → dropout → 1x1 conv fc →
+    fc_act → GAP; `aux` holds the auxiliary classifiers of the training form."""
 
     def __init__(self, w_in: int, p: ClassifierParams, num_classes: int, drop_rate: float | None,
                  stage_widths: tuple[int, ...] = ()):
@@ -141,8 +156,10 @@ class ClassifierHead(HeadBase):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.norm = make_norm(p.norm, w_in, p.norm_eps)
         self.drop = nn.Dropout(p.dropout if drop_rate is None else drop_rate)
-        self.conv_fc = p.conv_fc
+        self.conv_fc = p.conv_fc or p.fc_on == "map"
+        self.on_map = p.fc_on == "map"
         self.fc = self._make_fc(num_classes)
+        self.fc_act = make_act(p.fc_act) if self.on_map else nn.Identity()
         self.aux: AuxHeads | None = None
         if p.aux != "none":
             kind = AuxFC if p.aux == "fc" else AuxConv
@@ -154,6 +171,8 @@ class ClassifierHead(HeadBase):
         return super()._make_fc(num_classes)
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if self.on_map and not pre_logits and not isinstance(self.fc, nn.Identity):
+            return self.pool(self.fc_act(self.fc(self.drop(self.prenorm(x))))).flatten(1)
         x = self.norm(self.pool(self.prenorm(x)))
         if pre_logits:
             return x.flatten(1)

@@ -33,8 +33,9 @@ def param(
     """Declare a family parameter: its default, allowed values, and the condition under which it applies.
 
     `when=("act", ("series",))` makes the parameter conditional: it only applies (and a space only samples it)
-    when field `act` takes one of those values. `channels=True` marks a channel count that width multipliers
-    scale. `length_of="streams"` makes a tuple field's length equal to the integer field `streams`.
+    when field `act` takes one of those values (`NONZERO` in place of the values: when it is not zero).
+    `channels=True` marks a channel count that width multipliers scale. `length_of="streams"` makes a tuple field's
+    length equal to the integer field `streams`.
     `added=True` marks a field added to a family after architectures of it were stored: while it holds its
     default it is left out of the content hash, so the hashes (cache and storage keys) of those stay the same.
     """
@@ -43,6 +44,24 @@ def param(
     if isinstance(default, list):
         default = tuple(default)
     return dataclasses.field(default=default, metadata=meta)
+
+
+class NonZero:
+    """A `when` condition met by every value but zero: `when=("se", NONZERO)` applies a field only with an SE."""
+
+    def __contains__(self, value: object) -> bool:
+        return bool(value)
+
+    def __repr__(self) -> str:
+        return "non-zero"
+
+
+NONZERO = NonZero()
+
+
+def describe_condition(allowed: object) -> str:
+    """How an error message states a `when` condition: 'is non-zero' or 'is one of [...]'."""
+    return "is non-zero" if isinstance(allowed, NonZero) else f"is one of {list(allowed)}"  # type: ignore[call-overload]
 
 
 @dataclass(frozen=True)
@@ -146,7 +165,7 @@ class Params:
                                 f"got {len(v)}", key=f.name)
             if not self.applies(f.name) and v != f.default:
                 other, allowed = meta["when"]
-                raise SpecError(f"only applies when {other} is one of {list(allowed)}", key=f.name)
+                raise SpecError(f"only applies when {other} {describe_condition(allowed)}", key=f.name)
 
     def scaled(self, mult: float, divisor: int) -> Params:
         """Copy with every channel-count field that applies multiplied by `mult` (rounded to `divisor`)."""
@@ -188,11 +207,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise SpecError(f"expected {tp.__name__}, got {type(value).__name__} {value!r}", key=key)
 
 
-def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
-    """Round a channel count to a multiple of `divisor`, never dropping more than 10% (the MobileNet rule)."""
+def make_divisible(v: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
+    """Round a channel count to a multiple of `divisor`, never below `round_limit` of it (MobileNet: 0.9; SE: 0)."""
     min_value = min_value or divisor
     new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
+    if new_v < round_limit * v:
         new_v += divisor
     return new_v
 

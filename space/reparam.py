@@ -7,6 +7,10 @@ its parent's attribute becomes None. A module with a deep-training slope defines
 
 from __future__ import annotations
 
+import contextlib
+import copy
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -67,3 +71,60 @@ def get_lambda(model: nn.Module) -> float | None:
 def has_deep_training(model: nn.Module) -> bool:
     """Whether `model` has modules with a deep-training slope."""
     return get_lambda(model) is not None
+
+
+@contextlib.contextmanager
+def exact_float32() -> Iterator[None]:
+    """Within: float32 matmuls and cuDNN convolutions in full precision (no TF32) and cuDNN autotuning off.
+
+    Restores every setting on exit. TF32 (on by default for cuDNN convolutions on Ampere and later GPUs) keeps 10 bits
+    of mantissa, which would hide or fake a fusion error of the deploy form; the CPU is unaffected either way.
+    Torch ≥ 2.9 has per-operator precision settings and refuses to read the legacy flags once the two are mixed, so
+    each is saved and set through the interface it was last set with.
+    """
+    backends = torch.backends
+    per_op = hasattr(backends.cuda.matmul, "fp32_precision") and hasattr(backends.cudnn, "conv")
+    try:
+        matmul = torch.get_float32_matmul_precision()
+    except RuntimeError:  # set through the per-operator interface only
+        matmul = None
+    saved = ((backends.cuda.matmul.fp32_precision, backends.cudnn.conv.fp32_precision,
+              backends.cudnn.rnn.fp32_precision) if per_op else backends.cudnn.allow_tf32)
+    benchmark = backends.cudnn.benchmark
+    try:
+        if matmul is not None:
+            torch.set_float32_matmul_precision("highest")
+        if per_op:
+            if matmul is None:
+                backends.cuda.matmul.fp32_precision = "ieee"
+            backends.cudnn.conv.fp32_precision = "ieee"
+            backends.cudnn.rnn.fp32_precision = "ieee"
+        else:
+            backends.cudnn.allow_tf32 = False
+        backends.cudnn.benchmark = False  # autotuning may pick FFT or Winograd kernels, less exact in float32
+        yield
+    finally:
+        backends.cudnn.benchmark = benchmark
+        if matmul is not None:
+            torch.set_float32_matmul_precision(matmul)
+        if per_op:
+            (backends.cuda.matmul.fp32_precision, backends.cudnn.conv.fp32_precision,
+             backends.cudnn.rnn.fp32_precision) = saved
+        else:
+            backends.cudnn.allow_tf32 = saved
+
+
+def deploy_difference(model: nn.Module, x: torch.Tensor) -> float:
+    """max |train-form logits − deploy-form logits| / max |train-form logits| on `x`, in eval mode, without TF32.
+
+    `model` (training form, on the device of `x`) is left as it is; its deploy form is built from a copy.
+    """
+    was = model.training
+    model.eval()
+    try:
+        with exact_float32(), torch.no_grad():
+            ref = model(x)
+            dep = deploy(copy.deepcopy(model))(x)
+    finally:
+        model.train(was)
+    return ((ref - dep).abs().max() / ref.abs().max().clamp_min(torch.finfo(ref.dtype).tiny)).item()

@@ -30,6 +30,8 @@ class ConvStemParams(Params):
     pool_stride: int = param(2, min=1, max=4, when=("pool", ("max",)))
     pool_padding: int = param(-1, min=-1, max=3, when=("pool", ("max",)),
                               doc="max pool padding; -1 for (pool_kernel-1)//2 (AlexNet: 0)")
+    pool_ceil: bool = param(False, when=("pool", ("max",)), added=True,
+                            doc="the max pool's output size rounded up (ceil mode: SqueezeNet, GoogLeNet)")
     norm_eps: float = param(1e-5, min=0.0, doc="norm epsilon")
 
     def reduction(self) -> int:
@@ -50,7 +52,7 @@ def conv_stem(in_chans: int, stem: Stem, ctx: BuildContext) -> nn.Module:
                           norm=norm, act=act, bias=not p.preact and (p.bias or p.norm == "none"), eps=p.norm_eps)]
     if p.pool == "max":
         pad = (p.pool_kernel - 1) // 2 if p.pool_padding < 0 else p.pool_padding
-        layers.append(nn.MaxPool2d(p.pool_kernel, p.pool_stride, padding=pad))
+        layers.append(nn.MaxPool2d(p.pool_kernel, p.pool_stride, padding=pad, ceil_mode=p.pool_ceil))
     return nn.Sequential(*layers)
 
 

@@ -17,7 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="a named point (see 'nas zoo list'), a zoo entry (name or folder) or an "
                    "architecture .yaml")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    p.add_argument("--backend", default="eager", help="eager, torchscript or onnxruntime (default eager)")
+    p.add_argument("--backend", default="auto", help="auto (cuda_graph on CUDA, eager on the CPU), eager, torchscript, "
+                   "onnxruntime, cuda_graph (a CUDA-graph replay: the GPU's own time) or compile (default auto)")
     p.add_argument("--batch-size", type=positive_int, default=1, help="images per timed call (default 1)")
     p.add_argument("--input", type=positive_int, default=None, help="input resolution (default: the model's own, "
                    "or 224)")

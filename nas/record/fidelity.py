@@ -14,6 +14,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.record.repeats import runs_under
 from nas.record.trials import proxy_mark
 from nas.study import Study
 
@@ -53,13 +54,7 @@ def high_fidelity(study: Study, *, epochs: int | None = None, width_mult: float 
 
 def stored_runs(ostudy: optuna.Study, hf: HighFidelity) -> dict[str, dict[int, dict]]:
     """High-fidelity runs of setting `hf`: arch hash → seed index → record."""
-    out: dict[str, dict[int, dict]] = {}
-    head = f"{PREFIX}{hf.key}:"
-    for key, value in ostudy.user_attrs.items():
-        if key.startswith(head):
-            h, _, k = key[len(head):].rpartition(":")
-            out.setdefault(h, {})[int(k)] = value
-    return out
+    return runs_under(ostudy, f"{PREFIX}{hf.key}:")
 
 
 def latest(ostudy: optuna.Study) -> dict | None:

@@ -24,7 +24,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.record.repeats import Spread, spread_of, stored
+from nas.record.repeats import Spread, runs_under, spread_of, stored
 from nas.record.training import CONVERGED, DID_NOT_TRAIN, NOT_CONVERGED, Mark, run_mark
 from nas.record.trials import display_name, front, proxy_mark
 from nas.study import Study
@@ -80,13 +80,7 @@ def run_key(setting: FinalSetting, arch_hash: str, seed: int) -> str:
 
 def stored_runs(ostudy: optuna.Study, setting: FinalSetting) -> dict[str, dict[int, dict]]:
     """Final runs of `setting`: arch hash → seed index → record."""
-    out: dict[str, dict[int, dict]] = {}
-    head = f"{PREFIX}{setting.key}:"
-    for key, value in ostudy.user_attrs.items():
-        if key.startswith(head):
-            h, _, k = key[len(head):].rpartition(":")
-            out.setdefault(h, {})[int(k)] = value
-    return out
+    return runs_under(ostudy, f"{PREFIX}{setting.key}:")
 
 
 def weights_dir(study: Study) -> Path:

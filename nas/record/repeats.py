@@ -56,14 +56,19 @@ class Spread:
         return f"{self.mean:.{digits}f} ± {self.std:.{digits}f} ({self.n} seeds)"
 
 
-def stored(ostudy: optuna.Study) -> dict[str, dict[int, dict]]:
-    """Every stored repeat: arch hash → repeat index → its record (accuracy, seed, epochs, seconds, trial, node)."""
+def runs_under(ostudy: optuna.Study, head: str) -> dict[str, dict[int, dict]]:
+    """Records stored as study attributes `<head><arch hash>:<index>`: arch hash → index → record."""
     out: dict[str, dict[int, dict]] = {}
     for key, value in ostudy.user_attrs.items():
-        if key.startswith(PREFIX):
-            h, _, k = key[len(PREFIX):].rpartition(":")
+        if key.startswith(head):
+            h, _, k = key[len(head):].rpartition(":")
             out.setdefault(h, {})[int(k)] = value
     return out
+
+
+def stored(ostudy: optuna.Study) -> dict[str, dict[int, dict]]:
+    """Every stored repeat: arch hash → repeat index → its record (accuracy, seed, epochs, seconds, trial, node)."""
+    return runs_under(ostudy, PREFIX)
 
 
 def seed0_accuracy(t: FrozenTrial) -> float | None:

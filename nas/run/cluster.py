@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import ray
@@ -21,17 +21,50 @@ class RayLost(NasError):
     """The driver's own Ray went away during a search (its raylet or GCS exited): the search cannot go on here."""
 
 
-AUTO_GPU_SHARE = 0.25  # `gpu: auto`: four proxies per GPU (one H200 trained 4 ResNet-18 x0.5 proxies at 3.7x the
-# throughput of one; issue 22's measurement, re-measured by bench/gpu_check.py)
+GPU_SHARE_KEY = "gpu_share"  # study attribute: the calibrated GPU fraction per trial of `resources: {gpu: auto}`
 
 
-def with_gpu_share(study: Study, resources: dict) -> Study:
-    """`study` with `resources.gpu: auto` resolved for this cluster: AUTO_GPU_SHARE of a GPU per trial where the
-    cluster has GPUs, none where it has not; a number is kept as given."""
+def with_gpu_share(study: Study, resources: dict, share: float | None = None) -> Study:
+    """`study` with `resources.gpu: auto` resolved for this cluster: `share` (a calibration's) or one GPU over the
+    documented default number of trials per GPU where the cluster has GPUs, none where it has none; a number is kept."""
     if study.resources.gpu != "auto":
         return study
-    share = AUTO_GPU_SHARE if resources.get("GPU", 0) > 0 else 0.0
-    return dataclasses.replace(study, resources=dataclasses.replace(study.resources, gpu=share))
+    from evaluators.packing import DEFAULT_TRIALS_PER_GPU
+
+    gpu = (share or 1.0 / DEFAULT_TRIALS_PER_GPU) if resources.get("GPU", 0) > 0 else 0.0
+    return dataclasses.replace(study, resources=dataclasses.replace(study.resources, gpu=gpu))
+
+
+def calibrated_share(study: Study, stored: float | None, log: Callable[[str], None]) -> float | None:
+    """`resources: {gpu: auto}` on a driver with a GPU: trials per GPU measured once (evaluators.packing) with the
+    study's first named point (else a point of the space) as its proxy; None where there is nothing to measure."""
+    if study.resources.gpu != "auto" or stored is not None:
+        return stored
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    from evaluators import DataConfig, TrainConfig, load_data
+    from evaluators.packing import PackingError, calibrate_packing
+    from space.adapt import adapt_input
+
+    ev = study.evaluator
+    data = load_data(DataConfig(**ev.data))
+    import optuna
+
+    arch = study.named[0] if study.named else study.space.sample(optuna.create_study().ask())
+    if ev.adapt_min_feature is not None:
+        arch = adapt_input(arch, ev.adapt_resolution, ev.adapt_min_feature).arch
+    cfg = TrainConfig(**{**ev.train, "device": "cuda"})
+    try:
+        packing = calibrate_packing(arch, cfg, resolution=ev.proxy.resolution, num_classes=data.num_classes,
+                                    in_chans=data.in_chans, width_mult=ev.proxy.width_mult)
+    except PackingError as e:
+        log(f"gpu: auto: calibration failed ({e}); the default share is used")
+        return None
+    log(f"gpu: auto: {packing.trials_per_gpu} trials per GPU (calibrated: {packing.speedup:.1f}x one trial's "
+        "throughput)")
+    return packing.gpu_fraction
 
 
 def concurrency(study: Study, resources: dict) -> int:

@@ -24,7 +24,15 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from nas.record.store import Recorder, driver_lock, open_study, storage_of
-from nas.run.cluster import RayLost, concurrency, connect, ray_gone, with_gpu_share
+from nas.run.cluster import (
+    GPU_SHARE_KEY,
+    RayLost,
+    calibrated_share,
+    concurrency,
+    connect,
+    ray_gone,
+    with_gpu_share,
+)
 from nas.run.searcher import Log, Progress, StudySearcher, status_line
 from nas.run.trial import ASHA_EPOCH, Evaluate, Job, run_trial
 from nas.study import Study
@@ -79,7 +87,10 @@ def run_search(study: Study, *, address: str | None = None, trials: int | None =
         lost: str | None = None
         try:
             with connect(address or study.address) as resources:
-                study = searcher.study = with_gpu_share(study, resources)
+                share = calibrated_share(study, ostudy.user_attrs.get(GPU_SHARE_KEY), log)
+                if share is not None:
+                    ostudy.set_user_attr(GPU_SHARE_KEY, share)
+                study = searcher.study = with_gpu_share(study, resources, share)
                 slots = study.concurrency or concurrency(study, resources)
                 log(f"searching '{study.name}': {_budget_text(budget_trials, budget_minutes, done_before, spent)}, "
                     f"{slots} trial(s) at a time on {resources.get('CPU', 0):g} CPU(s)"

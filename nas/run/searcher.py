@@ -156,7 +156,7 @@ class StudySearcher(Searcher):
         self.queued = sum(t.state == TrialState.WAITING for t in trials)  # one driver per study: only we enqueue
         memory = optuna.storages.InMemoryStorage()
         self.sampling = optuna.create_study(storage=memory, directions=study.directions,
-                                            sampler=make_sampler(study, len(trials)))
+                                            sampler=make_sampler(study.sampler, study.sampler.seed + len(trials)))
         self.sampling.add_trials([for_sampler(t, study) for t in trials if t.state.is_finished()])
         self.copy = Recorder(self.sampling, study, memory)
         with contextlib.suppress(Exception):  # the dashboard's study note is a courtesy, never a reason to stop

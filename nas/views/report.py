@@ -570,7 +570,7 @@ def conditions_section(study: Study, df: pd.DataFrame) -> list[str]:
            f"- **latency, params, MACs** are of the *target* (the deployed network, deploy form): width "
            f"×{ev.target.width_mult:g}, {ev.target.resolution}px input; latency per batch of "
            f"{lat.get('batch_size', 1)} on {lat.get('device', 'cpu')}, {lat.get('threads', 1)} thread(s), "
-           f"{lat.get('backend', 'eager')} backend",
+           f"{study.evaluator.latency_backend} backend",
            "- latency settings: " + ", ".join(f"{k} {v}" for k, v in sorted(lat.items()))]
     if "latency_noisy" in df and df["latency_noisy"].notna().any():
         noisy = int(df["latency_noisy"].fillna(False).sum())

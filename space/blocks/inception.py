@@ -343,3 +343,42 @@ def inception_v3() -> Arch:
         "head": {"type": "classifier", "dropout": 0.5, "aux": "conv", "aux_at": [7], "aux_hidden": 768,
                  "aux_weight": 0.4},
     })
+
+
+# -- SqueezeNet: Fire modules are one-branch modules, a 1x1 squeeze and then a fork of 1x1 and 3x3 expands ----------
+SQUEEZENET_PAPER = "Iandola et al. 2016, SqueezeNet: AlexNet-level accuracy with 50x fewer parameters"
+
+
+def fire(squeeze: int, expand: int) -> list[str]:
+    """A Fire module as a branch: 1x1 squeeze, then 1x1 and 3x3 expands of `expand` channels each, concatenated."""
+    return [f"1x1:{squeeze} (1x1:{expand}|3x3:{expand})"]
+
+
+def squeezenet(stem: dict, stages: list[tuple[int, int, int, int]]) -> Arch:
+    """torchvision's SqueezeNet: no norm, a bias on every conv, 3/2 ceil-mode max pools, the classifier on the map.
+
+    `stages` rows are (Fire modules, squeeze width, expand width, stride: 2 puts a max pool before the modules).
+    """
+    rows = [{"block": "inception", "depth": n, "stride": s, "paths": 1, "branches": fire(sq, ex), "norm": "none"}
+            for n, sq, ex, s in stages]
+    return Arch.from_dict({
+        "stem": {"type": "conv", "padding": 0, "norm": "none", "pool": "max", "pool_padding": 0, "pool_ceil": True,
+                 **stem},
+        "stages": rows,
+        "head": {"type": "classifier", "dropout": 0.5, "fc_on": "map", "fc_act": "relu"},
+    })
+
+
+@register_model("squeezenet1_0", "squeezenet", top1=58.09, paper=SQUEEZENET_PAPER + " (torchvision's weights)")
+def squeezenet1_0() -> Arch:
+    """SqueezeNet 1.0: a 7x7/2 stem of 96, pools after Fire modules 4 and 8."""
+    return squeezenet({"width": 96, "kernel": 7},
+                      [(2, 16, 64, 1), (1, 32, 128, 1), (1, 32, 128, 2), (2, 48, 192, 1), (1, 64, 256, 1),
+                       (1, 64, 256, 2)])
+
+
+@register_model("squeezenet1_1", "squeezenet", top1=58.18, paper=SQUEEZENET_PAPER + " (v1.1, torchvision's weights)")
+def squeezenet1_1() -> Arch:
+    """SqueezeNet 1.1: a 3x3/2 stem of 64 and earlier pools (after Fire modules 2 and 4), 2.4x fewer MACs."""
+    return squeezenet({"width": 64, "kernel": 3},
+                      [(2, 16, 64, 1), (2, 32, 128, 2), (2, 48, 192, 2), (2, 64, 256, 1)])

@@ -20,12 +20,15 @@ from space.arch import Arch, Stage
 from space.builder import BuildContext, sequential_stage
 from space.errors import SpecError
 from space.layers import ConvNormAct, DropPath, SqueezeExcite, act_names, make_act, make_norm, norm_names
-from space.params import Params, param, register_family
+from space.params import NONZERO, Params, make_divisible, param, register_family
 from space.zoo import register_model
 
 SHORTCUTS = ("projection", "avgpool", "none")
 ORDERS = ("post", "pre")
 ORDER_DOC = "post: conv → norm → act (ResNet); pre: norm → act → conv (ResNetV2)"
+SE_WIDTHS = ("input", "gated")
+SE_WIDTH_DOC = ("the SE's reduced width: input: se x the block input width (RegNetY); gated: se x the channels it "
+                "gates, rounded to a multiple of 8 (SENet as timm builds it: 8 for 64 channels at se 1/16)")
 
 
 @dataclass(frozen=True)
@@ -36,9 +39,11 @@ class BasicParams(Params):
     act: str = param("relu", choices=act_names)
     act_n: int = param(3, min=1, max=7, when=("act", ("series",)), doc="series activation n")
     norm: str = param("batchnorm", choices=norm_names)
-    se: float = param(0.0, min=0.0, max=1.0, doc="squeeze-excitation ratio of the block width; 0: none")
+    se: float = param(0.0, min=0.0, max=1.0, doc="squeeze-excitation ratio (see se_width); 0: none. The SE gates "
+                      "the output of the last norm, before the shortcut is added")
     shortcut: str = param("projection", choices=SHORTCUTS, doc="none: a plain (shortcut-free) block")
     order: str = param("post", choices=ORDERS, added=True, doc=ORDER_DOC)
+    se_width: str = param("input", choices=SE_WIDTHS, when=("se", NONZERO), added=True, doc=SE_WIDTH_DOC)
 
 
 @dataclass(frozen=True)
@@ -52,9 +57,13 @@ class BottleneckParams(Params):
     act: str = param("relu", choices=act_names)
     act_n: int = param(3, min=1, max=7, when=("act", ("series",)))
     norm: str = param("batchnorm", choices=norm_names)
-    se: float = param(0.0, min=0.0, max=1.0, doc="squeeze-excitation ratio of the block input width; 0: none")
+    se: float = param(0.0, min=0.0, max=1.0, doc="squeeze-excitation ratio (see se_width); 0: none")
     shortcut: str = param("projection", choices=SHORTCUTS)
     order: str = param("post", choices=ORDERS, added=True, doc=ORDER_DOC)
+    se_at: str = param("mid", choices=("mid", "end"), when=("se", NONZERO), added=True,
+                       doc="where the SE gates: mid: the k×k conv's output (RegNetY); end: the output of the last "
+                       "norm, before the shortcut is added (SENet)")
+    se_width: str = param("input", choices=SE_WIDTHS, when=("se", NONZERO), added=True, doc=SE_WIDTH_DOC)
 
     def mid(self, w_out: int) -> int:
         """Width of the k×k conv."""
@@ -152,8 +161,13 @@ def residual_block(w_in: int, w_out: int, stride: int, branch: nn.Sequential, p:
                          make_act(p.act, w_out, n=p.act_n), drop_path)
 
 
-def _se(channels: int, w_ref: int, ratio: float) -> list[nn.Module]:
-    return [SqueezeExcite(channels, max(1, int(round(w_ref * ratio))))] if ratio > 0 else []
+def se_module(channels: int, w_in: int, p: BasicParams | BottleneckParams) -> list[nn.Module]:
+    """The block's squeeze-excitation on `channels` (none when `p.se` is 0), its width by `p.se_width`."""
+    if p.se <= 0:
+        return []
+    if p.se_width == "gated":
+        return [SqueezeExcite(channels, make_divisible(channels * p.se, 8, round_limit=0.0))]
+    return [SqueezeExcite(channels, max(1, int(round(w_in * p.se))))]
 
 
 @register_family("block", "basic", BasicParams)
@@ -165,7 +179,7 @@ def basic_stage(w_in: int, stage: Stage, ctx: BuildContext) -> nn.Module:
         branch = nn.Sequential(
             ConvNormAct(w_in, w_out, p.kernel, stride, norm=p.norm, act=p.act, act_n=p.act_n),
             last_conv(w_out, w_out, p.kernel, p),
-            *_se(w_out, w_in, p.se),
+            *se_module(w_out, w_in, p),
         )
         return residual_block(w_in, w_out, stride, branch, p, ctx.drop_path(i))
 
@@ -174,7 +188,7 @@ def basic_stage(w_in: int, stage: Stage, ctx: BuildContext) -> nn.Module:
 
 @register_family("block", "bottleneck", BottleneckParams)
 def bottleneck_stage(w_in: int, stage: Stage, ctx: BuildContext) -> nn.Module:
-    """Bottleneck blocks: 1x1 reduce, grouped k×k (stride), (SE), 1x1 expand, + shortcut, act; or pre-activation."""
+    """Bottleneck blocks: 1x1 reduce, grouped k×k (stride), (SE), 1x1 expand, (SE), + shortcut, act; or pre-act."""
     p: BottleneckParams = stage.params
 
     def block(w_in: int, w_out: int, stride: int, i: int) -> nn.Module:
@@ -183,8 +197,9 @@ def bottleneck_stage(w_in: int, stage: Stage, ctx: BuildContext) -> nn.Module:
             ConvNormAct(w_in, mid, 1, norm=p.norm, act=p.act, act_n=p.act_n),
             ConvNormAct(mid, mid, p.kernel, stride, groups=p.num_groups(w_out), norm=p.norm, act=p.act,
                         act_n=p.act_n),
-            *_se(mid, w_in, p.se),
+            *(se_module(mid, w_in, p) if p.se_at == "mid" else []),
             last_conv(mid, w_out, 1, p),
+            *(se_module(w_out, w_in, p) if p.se_at == "end" else []),
         )
         return residual_block(w_in, w_out, stride, branch, p, ctx.drop_path(i))
 
@@ -194,15 +209,13 @@ def bottleneck_stage(w_in: int, stage: Stage, ctx: BuildContext) -> nn.Module:
 def init_residual(model: nn.Module) -> None:
     """Zero each residual branch's last norm scale (its last conv in pre-activation blocks) — used by trainers."""
     for m in model.modules():
-        if isinstance(m, ResidualBlock) and m.shortcut is not None:
-            last = m.branch[-1]
-            bn = getattr(last, "bn", None)
-            if isinstance(bn, nn.BatchNorm2d):
-                nn.init.zeros_(bn.weight)
-        elif isinstance(m, PreActBlock) and m.shortcut is not None:
-            last = m.branch[-1]
-            if isinstance(last, ConvNormAct):
-                nn.init.zeros_(last.conv.weight)
+        if not isinstance(m, (ResidualBlock, PreActBlock)) or m.shortcut is None:
+            continue
+        last = next((b for b in reversed(m.branch) if isinstance(b, ConvNormAct)), None)  # an SE may follow it
+        if isinstance(m, ResidualBlock) and isinstance(getattr(last, "bn", None), nn.BatchNorm2d):
+            nn.init.zeros_(last.bn.weight)
+        elif isinstance(m, PreActBlock) and last is not None:
+            nn.init.zeros_(last.conv.weight)
 
 
 # -- named points ---------------------------------------------------------------------------------------------------
@@ -293,3 +306,58 @@ def resnetv2_101() -> Arch:
 def resnetv2_152() -> Arch:
     """ResNetV2-152 (timm)."""
     return resnetv2((3, 8, 36, 3))
+
+
+# -- squeeze-and-excitation named points (timm's seresnet*/seresnext*: an SE in every block, after its last norm) ---
+SENET_PAPER = "Hu et al. 2018, Squeeze-and-Excitation Networks"
+SENET_RELEASED = f"{SENET_PAPER} (the authors' released models, 224 px single crop)"
+SE = {"se": 1 / 16, "se_at": "end", "se_width": "gated"}  # r = C/16 rounded to a multiple of 8, as timm's SEModule
+
+
+def seresnet(depths: tuple[int, ...], **block_params: object) -> Arch:
+    """A timm SE-ResNet/SE-ResNeXt: the torchvision layout, every block gating its output before the add."""
+    bottleneck = block_params.get("block", "basic") == "bottleneck"
+    se = SE if bottleneck else {k: v for k, v in SE.items() if k != "se_at"}  # basic blocks always gate at the end
+    return resnet(depths, **block_params, **se)  # type: ignore[arg-type]
+
+
+@register_model("seresnet18", "resnet", paper=f"{SENET_PAPER} (timm's seresnet18; no published ImageNet weights)")
+def seresnet18() -> Arch:
+    """SE-ResNet-18 (timm)."""
+    return seresnet((2, 2, 2, 2))
+
+
+@register_model("seresnet34", "resnet", paper=f"{SENET_PAPER} (timm's seresnet34; no published ImageNet weights)")
+def seresnet34() -> Arch:
+    """SE-ResNet-34 (timm)."""
+    return seresnet((3, 4, 6, 3))
+
+
+@register_model("seresnet50", "resnet", top1=77.63, paper=SENET_RELEASED)
+def seresnet50() -> Arch:
+    """SE-ResNet-50."""
+    return seresnet((3, 4, 6, 3), block="bottleneck", expansion=4)
+
+
+@register_model("seresnet101", "resnet", top1=78.25, paper=SENET_RELEASED)
+def seresnet101() -> Arch:
+    """SE-ResNet-101."""
+    return seresnet((3, 4, 23, 3), block="bottleneck", expansion=4)
+
+
+@register_model("seresnet152", "resnet", top1=78.66, paper=SENET_RELEASED)
+def seresnet152() -> Arch:
+    """SE-ResNet-152."""
+    return seresnet((3, 8, 36, 3), block="bottleneck", expansion=4)
+
+
+@register_model("seresnext50_32x4d", "resnet", top1=79.03, paper=SENET_RELEASED)
+def seresnext50_32x4d() -> Arch:
+    """SE-ResNeXt-50 32x4d."""
+    return seresnet((3, 4, 6, 3), block="bottleneck", expansion=4, bot_mul=0.5, groups=32)
+
+
+@register_model("seresnext101_32x4d", "resnet", top1=80.19, paper=SENET_RELEASED)
+def seresnext101_32x4d() -> Arch:
+    """SE-ResNeXt-101 32x4d."""
+    return seresnet((3, 4, 23, 3), block="bottleneck", expansion=4, bot_mul=0.5, groups=32)

@@ -10,19 +10,24 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from torch import nn
 
 import space
 from evaluators.latency import (
+    CLOCK_WINDOW,
     LatencyCache,
     LatencyConfig,
     LatencyError,
+    clocks_steady,
+    default_backend,
     device_fingerprint,
     device_lock,
     latency_settings,
     measure_latency,
     time_model,
     timed_model,
+    warm_up,
 )
 from nas.cli import main
 from space import count_params, create_model
@@ -219,3 +224,69 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert err.count("\n") == 1 and "did you mean 'resnet18'" in err
     assert main(["latency", "resnet18", "--backend", "tensorrt", "--no-cache"]) == 2
     assert "backend 'tensorrt' unknown" in capsys.readouterr().err
+
+
+def test_default_backend_per_device() -> None:
+    assert default_backend("cuda") == "cuda_graph" and default_backend("cuda:1") == "cuda_graph"
+    assert default_backend("cpu") == "eager"
+    with pytest.raises(LatencyError, match="device 'tpu' unknown"):
+        default_backend("tpu")
+
+
+def test_auto_backend_on_cpu_is_eager_and_stored_as_such(tmp_path: Path) -> None:
+    assert LatencyConfig().backend == "auto"
+    r = measure_latency("resnet18", FAST, cache=str(tmp_path / "lat.sqlite"), **SMALL)
+    assert r.settings["backend"] == "eager" and r.fingerprint == device_fingerprint("cpu", 1, "eager")
+    assert device_fingerprint("cpu", 1, "auto") == r.fingerprint  # what a caller holding the raw config looks up
+    assert latency_settings(FAST, **{"num_classes": 10}) == r.settings | {"form": "deploy"}
+    again = measure_latency("resnet18", dataclasses.replace(FAST, backend="eager"), cache=str(tmp_path / "lat.sqlite"),
+                            **SMALL)
+    assert again.cached
+
+
+def test_cuda_graph_is_refused_on_cpu_in_one_line() -> None:
+    with pytest.raises(LatencyError) as e:
+        measure_latency("resnet18", dataclasses.replace(FAST, backend="cuda_graph"), cache=None, **SMALL)
+    assert "needs device cuda" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(("blocks", "steady"), [
+    ([], False),
+    ([2.0, 1.0, 1.0, 1.0], False),  # too few blocks to say
+    ([3.0, 2.0, 1.01, 1.0, 1.0, 0.99, 1.0], True),  # clocks ramped up, then five blocks within 3 %
+    ([1.3, 1.2, 1.1, 1.05, 1.0], False),  # still ramping: 30 % apart
+    ([1.0, 1.01, 0.99, 1.005, 0.995], True),  # 2 % apart
+    ([1.0, 1.0, 1.0, 1.0, 1.1], False),  # the last block jumped
+    ([0.0] * 5, False),
+])
+def test_clock_warm_up_stops_when_blocks_agree(blocks: list[float], steady: bool) -> None:
+    assert clocks_steady(blocks) is steady
+
+
+def test_warm_up_runs_until_steady_or_the_cap() -> None:
+    model = create_model("resnet18", deploy=True, num_classes=10, width_mult=0.25).eval()
+    x = torch.randn(1, 3, 32, 32)
+
+    def block() -> float:
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            model(x)
+        return time.perf_counter() - t0
+
+    start = time.perf_counter()
+    times = warm_up(block, max_seconds=0.3)
+    assert len(times) >= 1 and time.perf_counter() - start < 0.3 + 5 * max(times)  # one block past the cap at most
+    assert clocks_steady(times) or sum(times) >= 0.3 * 0.5
+    assert len(warm_up(block, max_seconds=0.0)) == 1  # a zero cap still times one block
+    assert len(warm_up(block, max_seconds=60.0, tolerance=1e9)) == CLOCK_WINDOW  # any five agree: stop at five
+
+
+@pytest.mark.slow
+def test_compile_backend_on_cpu() -> None:
+    arch = space.Arch.from_dict({"stem": {"type": "conv", "width": 8, "kernel": 3, "stride": 2},
+                                 "stages": [{"block": "basic", "depth": 1, "width": 16, "stride": 2}],
+                                 "head": {"type": "classifier"}})
+    r = measure_latency(arch, dataclasses.replace(FAST, backend="compile", max_seconds=0.5), cache=None,
+                        num_classes=10)
+    assert r.median_ms > 0 and r.settings["backend"] == "compile"
+    assert r.fingerprint == device_fingerprint("cpu", 1, "compile") != device_fingerprint("cpu", 1, "eager")

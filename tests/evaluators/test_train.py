@@ -6,10 +6,11 @@ import copy
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import space
 from evaluators.data import Data, DataConfig, load_data
-from evaluators.train import TrainConfig, TrainingDiverged, train_model
+from evaluators.train import TrainConfig, TrainingDiverged, crop_flip, train_model
 from space import Arch, SpecError, create_model
 from space.layers import DropPath
 
@@ -126,3 +127,45 @@ def test_digits_small_resnet_well_above_chance() -> None:
     assert a.accuracy >= 0.90
     b = train_model(small_resnet(), data, TrainConfig(epochs=5, batch_size=64))
     assert b.history == a.history
+
+
+def test_crop_flip_is_a_padded_crop_and_flip() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(10, 3, 6, 5, generator=g)
+    idx = torch.tensor([4, 0, 9, 4])
+    pad = 2
+    dy, dx = torch.randint(0, 2 * pad + 1, (4, 1), generator=g), torch.randint(0, 2 * pad + 1, (4, 1), generator=g)
+    flip = torch.tensor([[True], [False], [True], [False]])
+    rows, cols = dy - pad + torch.arange(6), dx - pad + torch.arange(5)
+    cols = torch.where(flip, cols.flip(-1), cols)
+    out = crop_flip(x, idx, rows.clamp(0, 5), cols.clamp(0, 4), (rows >= 0) & (rows < 6), (cols >= 0) & (cols < 5))
+    padded = torch.nn.functional.pad(x[idx], (pad, pad, pad, pad))
+    for i in range(4):
+        crop = padded[i, :, dy[i, 0]:dy[i, 0] + 6, dx[i, 0]:dx[i, 0] + 5]
+        assert torch.equal(out[i], crop.flip(-1) if flip[i, 0] else crop), i
+
+
+class _HostReads(TorchDispatchMode):
+    """Counts the operators that make the host wait for a device's result (`.item()`, `nonzero`, `bool(tensor)`)."""
+
+    READS = {"aten::_local_scalar_dense", "aten::nonzero", "aten::is_nonzero", "aten::equal"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        if func._schema.name in self.READS:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_host_reads_do_not_grow_with_steps(digits16: Data) -> None:
+    """On CUDA each such read stalls the queue; the step loop has none, so their count depends on epochs only."""
+    counts = []
+    for steps in (2, 7):  # both within one pass over the 512 images, so no extra permutation is drawn
+        mode = _HostReads()
+        with mode:
+            train_model(small_resnet(), digits16, TrainConfig(epochs=2, steps_per_epoch=steps, batch_size=32))
+        counts.append(mode.count)
+    assert counts[0] == counts[1] and counts[0] > 0

@@ -224,3 +224,105 @@ def test_random_lineage_points_build_train_a_step_and_deploy(seed: int) -> None:
         dep = space.deploy(copy.deepcopy(model))
         assert (ref - dep(x)).abs().max().item() <= 1e-6
     assert getattr(dep.head, "aux", None) is None
+
+
+# -- the lineage's last points: SENet, MobileNetV1, SqueezeNet ------------------------------------------------------
+def test_senet_gates_each_block_after_its_last_norm_with_timm_widths() -> None:
+    from space.blocks.resnet import ResidualBlock
+    from space.layers import ConvNormAct, SqueezeExcite
+
+    for name, first_width, first_se in (("seresnet18", 64, 8), ("seresnet50", 256, 16)):
+        block = create_model(name).stages[0][0]
+        assert isinstance(block, ResidualBlock)
+        se, last = block.branch[-1], block.branch[-2]
+        assert isinstance(se, SqueezeExcite) and isinstance(last, ConvNormAct) and last.conv.out_channels == first_width
+        assert (se.fc1.in_channels, se.fc1.out_channels) == (first_width, first_se)  # 64/16 = 4, rounded up to 8
+        assert se.fc1.bias is not None and se.fc2.bias is not None
+    x = torch.randn(1, 256, 8, 8)
+    block = create_model("seresnet50").stages[0][1].eval()  # identity shortcut: out = relu(se(branch) + x)
+    with torch.no_grad():
+        assert torch.allclose(block(x), torch.relu(block.branch(x) + x))
+        gate = block.branch[-1]
+        pre = block.branch[:-1](x)
+        assert torch.allclose(block.branch(x), pre * torch.sigmoid(gate.fc2(torch.relu(gate.fc1(pre.mean((2, 3),
+                                                                                                    keepdim=True))))))
+
+
+def test_se_width_rounds_to_8_without_the_10_percent_rule() -> None:
+    from space.params import make_divisible
+
+    assert [make_divisible(c / 16, 8, round_limit=0.0) for c in (64, 176, 256, 2048)] == [8, 8, 16, 128]
+    assert make_divisible(176 / 16, 8) == 16  # the channel rule would round 11 up, the SE rule (timm's) does not
+
+
+def test_senet_fields_apply_only_with_an_se_and_keep_regnety_hashes() -> None:
+    with pytest.raises(SpecError, match=r"^stages\[0\]\.se_at: only applies when se is non-zero$"):
+        arch([{"block": "bottleneck", "depth": 1, "width": 32, "se_at": "end"}])
+    assert space.get_arch("regnety_400mf").hash == "03f089b799e5f570"  # RegNetY's SE (mid, from the input) as before
+    mid = arch([{"block": "bottleneck", "depth": 1, "width": 64, "se": 0.25}])
+    end = arch([{"block": "bottleneck", "depth": 1, "width": 64, "se": 0.25, "se_at": "end"}])
+    assert count_params(create_model(mid)) < count_params(create_model(end))  # gating 64 channels, not the mid 16
+
+
+def test_mobilenet_v1_is_plain_depthwise_separable_blocks() -> None:
+    model = create_model("mobilenet_v1_050")
+    assert model.stem[0].conv.out_channels == 16 and model.num_features == 512  # 32 and 1024 x 0.5, rounded to 8
+    assert not any(m.bias is not None for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    block = model.stages[1][0]
+    assert not block.residual and [type(m.act).__name__ for m in block.branch] == ["ReLU6", "ReLU6"]
+    dw = block.branch[0].conv
+    assert dw.groups == dw.in_channels == 32 and dw.stride == (2, 2)
+
+
+def test_squeezenet_fire_is_a_one_branch_inception_module_with_biased_convs() -> None:
+    from space.blocks.inception import Concat
+
+    a = space.get_arch("squeezenet1_0")
+    assert {s.block for s in a.stages} == {"inception"} and a.stages[0].params.branches == ("1x1:16 (1x1:64|3x3:64)",)
+    assert [s.width for s in a.stages] == [128, 256, 256, 384, 512, 512]
+    model = create_model("squeezenet1_0")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert all(m.bias is not None for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    pools = [m for m in model.modules() if isinstance(m, torch.nn.MaxPool2d)]
+    assert len(pools) == 3 and all(p.ceil_mode and p.kernel_size == 3 and p.stride == 2 for p in pools)
+    fire = model.stages[0][0]
+    assert isinstance(fire, Concat) and len(fire) == 1 and isinstance(fire[0][1], Concat)  # squeeze, then the fork
+
+
+def test_classifier_on_the_map_pools_the_activated_class_maps() -> None:
+    model = create_model("squeezenet1_1", num_classes=5, width_mult=0.25).eval()
+    head = model.head
+    x = torch.randn(2, 3, 64, 64)
+    feats = model.forward_features(x)
+    with torch.no_grad():
+        assert torch.allclose(model(x), torch.relu(head.fc(feats)).mean((2, 3)))
+        assert (model(x) >= 0).all()  # ReLU before the pool: non-negative logits, as torchvision's
+    assert model.forward_head(feats, pre_logits=True).shape == (2, head.num_features)
+    model.reset_classifier(0)
+    assert model(x).shape == (2, head.num_features)
+    for bad, key in (({"norm": "layernorm"}, "norm"), ({"conv_fc": True}, "conv_fc")):
+        with pytest.raises(SpecError, match=rf"^head\.{key}: "):
+            arch([{"block": "basic", "depth": 1, "width": 8}], {"type": "classifier", "fc_on": "map", **bad})
+
+
+def test_lineage_points_are_in_the_full_space_and_listed(capsys: pytest.CaptureFixture) -> None:
+    from nas.cli import main
+
+    assert main(["zoo", "list", "--no-macs"]) == 0
+    out = capsys.readouterr().out
+    for name, top1 in (("mobilenet_v1", "70.60"), ("seresnet50", "77.63"), ("seresnext50_32x4d", "79.03"),
+                       ("squeezenet1_0", "58.09"), ("squeezenet1_1", "58.18")):
+        assert re.search(rf"^{name}\s.*\s{re.escape(top1)}$", out, re.M), name
+    sp = Space.load("full")
+    for name in ("mobilenet_v1_125", "seresnet18", "seresnext101_32x4d", "squeezenet1_1"):
+        assert name in sp.contains and sp.contains_arch(space.get_arch(name))[0]
+
+
+def test_nas_show_squeezenet_at_16_px_is_one_line_about_the_input(capsys: pytest.CaptureFixture) -> None:
+    from nas.cli import main
+
+    assert main(["show", "squeezenet1_1", "--input", "16"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "squeezenet1_1 at 16 px: " in err and "--adapt for the small-input form" in err
+    assert main(["show", "squeezenet1_1", "--input", "32"]) == 0
+    assert "total: 1,235,496 params" in capsys.readouterr().out

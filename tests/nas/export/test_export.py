@@ -313,6 +313,8 @@ def test_search_report_export_end_to_end(study_dir: Path, capsys: pytest.Capture
         raw.pop("storage", None)
         raw.pop("ray", None)
         raw.setdefault("evaluator", {}).setdefault("train", {})["epochs"] = 1
+        if raw.get("final"):  # the shipped final stage, shortened: every front point and named point, 2 seeds
+            raw["final"]["train"]["epochs"] = 3
         if isinstance(raw["space"], str) and (shipped.parent / raw["space"]).is_file():
             raw["space"] = str(shipped.parent / raw["space"])
         (study_dir / "e2e.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -335,10 +337,22 @@ def test_search_report_export_end_to_end(study_dir: Path, capsys: pytest.Capture
     names = {label.split(" (small-input")[0] for label in labels}  # labels carry the input adaptation
     assert set(complete_named) <= names <= set(named)
 
-    assert main(["export", "e2e.yaml", "--pareto", "--no-latency"]) == 0
+    from nas.record.final import table as final_table
     from nas.record.trials import front
 
     best = front(ostudy)
+    if study.final is not None:  # the paper table: every front point and named point, n seeds, a mark each
+        summary = (study_dir / "e2e_report" / "summary.md").read_text()
+        rows = final_table(study, ostudy)
+        assert {r.trial for r in rows} == {t.number for t in best} | {t.number for t in ostudy.trials
+                                                                     if t.user_attrs.get("named")
+                                                                     and t.state.name == "COMPLETE"}
+        assert "## Final stage" in summary and (study_dir / "e2e_report" / "final.png").is_file()
+        for r in rows:
+            assert r.final is not None and r.final.n == study.final.seeds
+            line = next(x for x in summary.splitlines() if x.startswith(f"| {r.network} | #{r.trial} |"))
+            assert f"(n={study.final.seeds})" in line and r.status in line
+    assert main(["export", "e2e.yaml", "--pareto", "--no-latency"]) == 0
     assert best and sorted(p.name for p in (study_dir / "zoo").iterdir()) == sorted(f"e2e_t{t.number}" for t in best)
     data_cfg = study.evaluator.data
     for t in best:
@@ -352,3 +366,9 @@ def test_search_report_export_end_to_end(study_dir: Path, capsys: pytest.Capture
         x = torch.randn(2, chans, data_cfg["resolution"], data_cfg["resolution"])
         assert torch.equal(outputs(mine, x), outputs(ref, x))
         assert entry.config["onnx_max_abs_diff"] < 1e-4
+        if study.final is not None:  # the entry holds the final stage's weights and says how good they are
+            final = entry.config["training"]["final"]
+            assert final["n"] == study.final.seeds and entry.trained
+            card = (entry.path / "README.md").read_text()
+            assert "Trained in the study's final stage" in card and f"over {final['n']} seed(s)" in card
+            assert "## Final stage (the study's paper table)" in card

@@ -45,3 +45,22 @@ def test_trials_run_on_both_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert len({t.user_attrs["node"] for t in ran}) == 2
     assert all(t.user_attrs["fingerprint"] and t.user_attrs["latency_ms"] > 0 for t in ran)
     assert Path(study.storage[len("sqlite:///"):]).is_file() and os.path.dirname(study.source) == str(tmp_path)
+
+
+def test_gpu_auto_is_resolved_per_cluster() -> None:
+    """`resources: {gpu: auto}`: the calibrated share, else 1 / the default trials per GPU, none without GPUs."""
+    from evaluators.packing import DEFAULT_TRIALS_PER_GPU
+    from nas.run.cluster import calibrated_share, concurrency, with_gpu_share
+    from nas.study import Study
+
+    auto = Study.from_dict({"space": "small", "budget": {"trials": 1}, "resources": {"cpu": 1, "gpu": "auto"}},
+                           source="auto.yaml")
+    on_gpus = with_gpu_share(auto, {"CPU": 16, "GPU": 2})
+    assert on_gpus.resources.gpu == 1 / DEFAULT_TRIALS_PER_GPU
+    assert concurrency(on_gpus, {"CPU": 16, "GPU": 2}) == 2 * DEFAULT_TRIALS_PER_GPU
+    assert with_gpu_share(auto, {"CPU": 16, "GPU": 2}, share=0.5).resources.gpu == 0.5
+    assert with_gpu_share(auto, {"CPU": 4}).resources.gpu == 0.0
+    fixed = Study.from_dict({"space": "small", "budget": {"trials": 1}, "resources": {"gpu": 1}}, source="f.yaml")
+    assert with_gpu_share(fixed, {"CPU": 4, "GPU": 8}).resources.gpu == 1
+    assert calibrated_share(auto, 0.5, print) == 0.5  # a stored calibration is reused, not measured again
+    assert calibrated_share(fixed, None, print) is None

@@ -24,9 +24,9 @@ pytestmark = pytest.mark.slow
 SEEDS = 2
 STUDY = {
     "name": "finalkill", "space": "small", "objectives": ["accuracy", "latency_ms"], "seed": 3,
-    "evaluator": {"data": {"name": "digits", "resolution": 8, "limit_train": 256, "limit_val": 128},
-                  "proxy": {"width_mult": 0.25}, "target": {"width_mult": 0.5},
-                  "train": {"epochs": 2, "batch_size": 32, "optimizer": "adamw", "lr": 0.003},
+    "evaluator": {"data": {"name": "digits", "resolution": 8, "limit_train": 512, "limit_val": 128},
+                  "proxy": {"width_mult": 0.5}, "target": {"width_mult": 0.5},
+                  "train": {"epochs": 3, "batch_size": 32, "optimizer": "adamw", "lr": 0.005},
                   "latency": {"max_seconds": 0.2, "min_runs": 3, "max_attempts": 1}},
     "early_stopping": "off", "budget": {"trials": 4}, "sampler": {"type": "random", "seed": 1},
     "final": {"of": ["front", "random"], "top": 2, "random": 1, "seeds": SEEDS,

@@ -83,7 +83,7 @@ def test_failures_are_reports_with_a_reason(tmp_path: Path, arch: str, reason: s
 
 def test_divergence_fails_the_trial(tmp_path: Path) -> None:
     final, _ = trial(job(tmp_path, evaluator={"train": {"lr": 1e9}}), TINY)
-    assert final["status"] == "failed" and final["reason"].startswith("diverged: training loss is nan")
+    assert final["status"] == "failed" and final["reason"].startswith("diverged: training loss became non-finite")
 
 
 def test_nan_from_an_evaluator_fails_the_trial(tmp_path: Path) -> None:
