@@ -131,7 +131,7 @@ class Summary:
 
 
 def summarize(label: str, runs: list[dict], archs: list[str], fidelities: list[Budget],
-              batch_size: int) -> Summary | None:
+              batch_size: int, macs: list[float] | None = None) -> Summary | None:
     """The statistics of one dataset's runs (None while any is missing)."""
     proxy, high = fidelities
     wanted = {(f.name, f.width_mult, f.epochs, batch_size) for f in fidelities}
@@ -141,7 +141,7 @@ def summarize(label: str, runs: list[dict], archs: list[str], fidelities: list[B
     if any((a, f.name, s) not in table for a in archs for f in fidelities for s in SEEDS):
         return None
     acc = {f.name: np.array([[table[a, f.name, s]["accuracy"] for s in SEEDS] for a in archs]) for f in fidelities}
-    fid = compare(acc[proxy.name], acc[high.name])
+    fid = compare(acc[proxy.name], acc[high.name], latency=macs)  # the band: pairs within 1.5x of each other's MACs
     seeds_hist = np.array([[table[a, proxy.name, s]["history"] for s in SEEDS] for a in archs])  # k × seeds × epochs
     hist = seeds_hist.mean(axis=1)
     high_mean = acc[high.name].mean(axis=1)
@@ -161,6 +161,9 @@ def report(s: Summary) -> None:
     f = s.fidelity
     print(f"\n== {s.label}: k={f.k}, seeds={len(SEEDS)}")
     print(f"  Kendall tau {f.tau}   Spearman rho {f.rho}   top-{f.top} overlap {f.top_overlap:.2f}")
+    if f.band is not None:
+        print(f"  Kendall tau within the cost band (pairs within 1.5x MACs of the full-width network, a stand-in for "
+              f"latency; {f.band_pairs} pairs): {f.band}")
     for name, n in (("proxy", f.proxy_noise), ("high ", f.target_noise)):
         print(f"  seed noise {name}: mean |diff| {n.mean_abs_diff:.4f}, std {n.std:.4f}, "
               f"seed 0 vs 1 tau {n.tau:.2f}")
@@ -207,7 +210,9 @@ def main() -> None:
         label = f"{cfg.name}@{cfg.resolution}-{len(data.y_train)}/{len(data.y_val)}".replace("/", "v")
         if not args.report_only:
             train_all(label, data, archs, fidelities, args.seeds, args.cache, args.batch_size)
-        s = summarize(label, load_runs(label, args.cache), [n for n, _ in archs], fidelities, args.batch_size)
+        macs = [float(measure_cost(a, input_size=cfg.resolution, num_classes=data.num_classes, in_chans=data.in_chans,
+                                   deploy=False).macs) for _, a in archs]
+        s = summarize(label, load_runs(label, args.cache), [n for n, _ in archs], fidelities, args.batch_size, macs)
         if s is not None:
             report(s)
             summaries.append(s)
