@@ -269,7 +269,8 @@ def report(data: Data, nets: list[Net], proxies: list[Setting], final: Setting, 
     per_net = {n.name: statistics.mean(runs[final.key(n.name, s)]["cpu_s"] for s in seeds) / 60 for n in nets}
     named = statistics.mean(per_net[n] for n in NAMED)
     rest = statistics.mean(v for k, v in per_net.items() if k not in NAMED)
-    print(f"  final CPU-minutes per run: named {named:.2f} mean, random {rest:.2f} mean, max {max(per_net.values()):.2f}")
+    print(f"  final CPU-minutes per run: named {named:.2f} mean, random {rest:.2f} mean, "
+          f"max {max(per_net.values()):.2f}")
     summary = []
     for p in proxies:
         pa = acc(p)
