@@ -232,21 +232,22 @@ def _converged(rise: float, noise: float) -> str:
 
 
 def report(data: Data, nets: list[Net], proxies: list[Setting], final: Setting, seeds: list[int],
-           runs: dict[str, dict]) -> None:
+           final_seeds: list[int], runs: dict[str, dict]) -> None:
     """Print the final runs, then per proxy recipe the accuracies and the rank fidelity against the final runs."""
     chance = 1 / data.num_classes
     bound = chance_bound(chance, len(data.y_val))
     lat = np.array([n.latency_ms for n in nets])
 
     def acc(s: Setting) -> np.ndarray | None:
-        rows = [[runs.get(s.key(n.name, seed)) for seed in seeds] for n in nets]
+        rows = [[runs.get(s.key(n.name, seed)) for seed in (final_seeds if s.stage == "final" else seeds)]
+                for n in nets]
         if any(r is None for row in rows for r in row):
             return None
         return np.array([[r["accuracy"] for r in row] for row in rows])
 
     print(f"\ndata {data.name}: {len(data.y_train)} train / {len(data.y_val)} val images, chance {chance:.2f}, "
           f"'at chance' below {bound:.3f} (chance + 3 binomial s.e.); seeds {seeds}; band: target latency within "
-          f"{BAND}x (batch 1, 1 thread, eager)")
+          f"{BAND}x (batch 1, 1 thread, eager); final seeds {final_seeds}")
     print(f"{'network':<18} {'MACs(M)':>8} {'params(M)':>9} {'lat(ms)':>8}")
     for n in nets:
         print(f"{n.name:<18} {n.macs / 1e6:>8.1f} {n.params / 1e6:>9.2f} {n.latency_ms:>8.3f}")
@@ -254,19 +255,20 @@ def report(data: Data, nets: list[Net], proxies: list[Setting], final: Setting, 
     if fa is None:
         print(f"\nfinal runs incomplete ({final.recipe}, x{final.width}, {final.epochs} epochs)")
         return
-    noise = float(np.mean(np.abs(fa[:, 0] - fa[:, 1]))) if len(seeds) > 1 else math.nan
+    noise = float(np.mean(np.abs(fa[:, 0] - fa[:, 1]))) if len(final_seeds) > 1 else math.nan
     print(f"\n== final: target x{final.width}, {final.recipe}, {final.epochs} epochs, batch {final.batch}, all "
           f"{len(data.y_train)} images; seed noise (mean |seed 0 - seed 1|) {noise:.4f}")
     print(f"{'network':<18} {'final':>13} {'rise last 1/4':>13} {'converged':>9} {'last loss':>9} {'CPU-min/run':>11}")
     for n, a in zip(nets, fa):
-        rs = [runs[final.key(n.name, s)] for s in seeds]
+        rs = [runs[final.key(n.name, s)] for s in final_seeds]
         rise = statistics.mean(last_quarter_rise(r["history"]) for r in rs)
         cpu = statistics.mean(r["cpu_s"] for r in rs) / 60
         loss = statistics.mean(r["losses"][-1] for r in rs)
         print(f"{n.name:<18} {a.mean():>6.3f} ± {np.ptp(a) / 2:.3f} {rise:>+13.4f} {_converged(rise, noise):>9} "
               f"{loss:>9.3f} {cpu:>11.2f}")
     fm = fa.mean(axis=1)
-    per_net = {n.name: statistics.mean(runs[final.key(n.name, s)]["cpu_s"] for s in seeds) / 60 for n in nets}
+    per_net = {n.name: statistics.mean(runs[final.key(n.name, s)]["cpu_s"] for s in final_seeds) / 60
+               for n in nets}
     named = statistics.mean(per_net[n] for n in NAMED)
     rest = statistics.mean(v for k, v in per_net.items() if k not in NAMED)
     print(f"  final CPU-minutes per run: named {named:.2f} mean, random {rest:.2f} mean, "
@@ -319,7 +321,9 @@ def main() -> None:
     ap.add_argument("--stage", nargs="+", default=["proxy", "final"], choices=["proxy", "final"])
     ap.add_argument("--only", nargs="*", default=None, help="train only these networks (names)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="train these seeds (separate processes ok)")
-    ap.add_argument("--report-seeds", type=int, nargs="+", default=None, help="report over these (default --seeds)")
+    ap.add_argument("--report-seeds", type=int, nargs="+", default=None, help="proxy seeds to report (default --seeds)")
+    ap.add_argument("--final-report-seeds", type=int, nargs="+", default=None,
+                    help="final seeds to report (default --report-seeds)")
     ap.add_argument("--report-only", action="store_true", help="print from the cache, train nothing")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -335,7 +339,8 @@ def main() -> None:
         todo = [n for n in nets if args.only is None or n.name in args.only]
         settings = (proxies if "proxy" in args.stage else []) + ([final] if "final" in args.stage else [])
         train_all(data, todo, settings, args.seeds, cache)
-    report(data, nets, proxies, final, args.report_seeds or args.seeds, load_runs(cache))
+    seeds = args.report_seeds or args.seeds
+    report(data, nets, proxies, final, seeds, args.final_report_seeds or seeds, load_runs(cache))
 
 
 if __name__ == "__main__":
