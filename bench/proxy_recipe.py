@@ -13,8 +13,8 @@ within noise of chance), Kendall tau of proxy vs final over all networks and ove
 final runs it prints accuracy ± spread, the rise over the last quarter of epochs against the seed noise (converged
 or not), and the CPU-minutes per network that size the final stage.
 
-Every run is cached in a JSON file per (data, seed) under bench/.cache/, so an interrupted bench resumes, seeds can
-run in separate processes, and `--report-only` prints from the cache.
+Every run is cached in a JSON file per (data, stage, seed) under bench/.cache/, so an interrupted bench resumes,
+stages and seeds can run in separate processes, and `--report-only` prints from the cache.
 
     python bench/proxy_recipe.py [--stage proxy final] [--recipes sgd_linear adamw_2e-3 ...] [--seeds 0 1]
                                  [--k 6] [--proxy-epochs 4] [--final-epochs 15] [--report-only]
@@ -165,14 +165,16 @@ def subset(data: Data, n: int | None) -> Data:
 
 def train_all(data: Data, nets: list[Net], settings: list[Setting], seeds: list[int], cache: Path) -> None:
     """Train every (seed, setting, network) not yet in the seed's cache file, saving each run as it ends."""
+    done = load_runs(cache)
     for seed in seeds:
-        path = cache / f"runs-s{seed}.json"
-        runs: dict[str, dict] = json.loads(path.read_text()) if path.is_file() else {}
         todo = [(s, n) for s in settings for n in nets]
         for i, (s, net) in enumerate(todo, 1):
             key = s.key(net.name, seed)
-            if key in runs:
+            if key in done:
                 continue
+            # one file per stage and seed: a proxy and a final process of the same seed never write the same file
+            path = cache / f"runs-{s.stage}-s{seed}.json"
+            runs: dict[str, dict] = json.loads(path.read_text()) if path.is_file() else {}
             torch.manual_seed(seed)
             model = create_model(net.arch, num_classes=data.num_classes, in_chans=data.in_chans, width_mult=s.width)
             cfg = s.config(seed)
@@ -189,7 +191,7 @@ def train_all(data: Data, nets: list[Net], settings: list[Setting], seeds: list[
 
 def load_runs(cache: Path) -> dict[str, dict]:
     """Every cached run, all seeds."""
-    return {k: v for p in sorted(cache.glob("runs-s*.json")) for k, v in json.loads(p.read_text()).items()}
+    return {k: v for p in sorted(cache.glob("runs-*.json")) for k, v in json.loads(p.read_text()).items()}
 
 
 def band_tau(x: np.ndarray, y: np.ndarray, latency: np.ndarray, ratio: float = BAND) -> float:
