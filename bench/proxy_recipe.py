@@ -46,7 +46,7 @@ from evaluators import (
     measure_latency,
     train_model,
 )
-from nas.fidelity import Interval, bootstrap, kendall
+from nas.record.rank import Interval, bootstrap, kendall
 from space import create_model, get_arch
 from space.adapt import adapt_input
 from space.arch import Arch
