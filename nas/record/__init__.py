@@ -5,5 +5,7 @@ and final results are. No Ray, pandas or matplotlib: everything that reads a stu
 - `trials`: the trial vocabulary (`stored_arch`, `state_of`, `metric_value`, `front`, `trial_row`, `trial_seed`)
 - `repeats`: seed repeats, seed noise, dominance beyond noise (`stored`, `spread_of`, `seed_noise`, `compare`)
 - `standing`: where each named point stands, as data (`named_standing`)
-- `fidelity`, `rank`: proxy-fidelity records and their statistics
+- `fidelity`, `rank`: proxy-fidelity records and their statistics (tau over all pairs and within the latency band)
+- `final`: the final stage's runs and the paper table; `training`: the did-not-train and convergence marks
+- `latency`: the end-of-search latency re-measure and its intervals
 """
