@@ -23,7 +23,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from nas.record import rank as stats
-from nas.record.fidelity import LATEST, PREFIX, SUMMARY, HighFidelity, stored_runs
+from nas.record.fidelity import LATEST, PREFIX, SUMMARY, HighFidelity, accuracy_of, pick_trials, stored_runs
 from nas.record.final import setting_of
 from nas.record.final import table as final_table
 from nas.record.repeats import spread_of, stored
@@ -54,11 +54,11 @@ def measure(study: Study, ostudy: optuna.Study, *, k: int = 10, seeds: int = 2, 
     trials = ostudy.get_trials(deepcopy=False)
     if numbers:
         by_number = {t.number: t for t in trials}
-        picked = [by_number[n] for n in numbers if n in by_number and stats.accuracy_of(by_number[n]) is not None]
+        picked = [by_number[n] for n in numbers if n in by_number and accuracy_of(by_number[n]) is not None]
         if len(picked) != len(set(numbers)):
             raise NasError(f"{study.source}: --trial names trials that are not complete, trained trials")
     else:
-        picked = stats.pick_trials(trials, k, front=[t.number for t in front(ostudy)])
+        picked = pick_trials(trials, k, front=[t.number for t in front(ostudy)])
     seen, unique = set(), []
     for t in picked:  # one trial per architecture
         if t.user_attrs["hash"] not in seen:

@@ -33,7 +33,7 @@ from nas.run.cluster import (
     ray_gone,
     with_gpu_share,
 )
-from nas.run.searcher import Log, Progress, StudySearcher, status_line
+from nas.run.searcher import Log, Progress, StudySearcher, say, status_line
 from nas.run.trial import ASHA_EPOCH, Evaluate, Job, run_trial
 from nas.study import Study
 from nas.views.notes import write_learning_curves, write_study_note
@@ -55,7 +55,7 @@ class Outcome:
 
 
 def run_search(study: Study, *, address: str | None = None, trials: int | None = None, minutes: float | None = None,
-               fresh: bool = False, evaluate: Evaluate | None = None, log: Log = print,
+               fresh: bool = False, evaluate: Evaluate | None = None, log: Log = say,
                status_every: float = 30.0) -> Outcome:
     """Run (or resume) the search of `study` until its budget is spent; the record is the Optuna storage."""
     budget_trials = trials if trials is not None else study.budget.trials

@@ -39,6 +39,13 @@ from space import Arch
 from space.errors import NasError, SpecError
 
 Log = Callable[[str], None]
+
+
+def say(line: str) -> None:
+    """Print one line. Ray Tune pickles the searcher and its callbacks with their `log`; the builtin `print` pickles
+    by reference and fails once something (Ray's own print patching) has replaced `builtins.print`, this does not."""
+    print(line)
+
 Told = tuple[TrialState, list[float] | None, dict]  # what Optuna is told: state, values, user attributes
 
 
@@ -137,7 +144,7 @@ class StudySearcher(Searcher):
     """
 
     def __init__(self, ostudy: optuna.Study, study: Study, storage: optuna.storages.BaseStorage, *,
-                 budget_trials: int | None = None, deadline: float | None = None, log: Log = print):
+                 budget_trials: int | None = None, deadline: float | None = None, log: Log = say):
         super().__init__()
         self.ostudy = ostudy
         self.study = study

@@ -6,6 +6,7 @@ figure were taken from the wrong network.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -148,8 +149,11 @@ def test_loaded_latency_is_remeasured_and_flagged(local_ray: None, tmp_path: Pat
     # training and, still loaded, carries the flag into every table instead of passing as a quiet measurement.
     fast = {"train": {"epochs": 1, "batch_size": 32}, "data": {"name": "digits", "limit_train": 64, "limit_val": 32},
             "proxy": {"width_mult": 0.25, "resolution": 8}, "target": {"width_mult": 0.25, "resolution": 8},
-            "latency": {"max_seconds": 0.1, "min_runs": 3, "max_attempts": 1, "load_threshold": -1.0, "cache": None}}
+            "latency": {"max_seconds": 0.1, "min_runs": 3, "max_attempts": 1, "cache": None}}
     study = study_file(tmp_path, budget={"trials": 1}, evaluator=fast)
+    # A study file may not say it (the schema wants a threshold >= 0); the test sets it on the validated study.
+    latency = {**study.evaluator.latency, "load_threshold": -1.0}
+    study = dataclasses.replace(study, evaluator=dataclasses.replace(study.evaluator, latency=latency))
     run_search(study, log=lambda line: None)
     t = optuna.load_study(study_name="tp", storage=study.storage).trials[0]
     assert t.state == TrialState.COMPLETE

@@ -108,8 +108,10 @@ def test_seeds_pruning_constraints_and_failures(local_ray: None, tmp_path: Path)
     assert ok.state == TrialState.COMPLETE and ok.user_attrs["feasible"] and "basic" in stored_arch(ok)
     assert raises.state == TrialState.FAIL and raises.user_attrs["fail_reason"] == "RuntimeError: boom"
     assert nan.state == TrialState.FAIL and nan.user_attrs["fail_reason"] == "non-finite metric: accuracy is nan"
-    # Outside the space: evaluated from its stored architecture; too many parameters: recorded, not trained.
-    assert resnet.params == {} and resnet.user_attrs["in_space"] is False and "name: resnet18" in stored_arch(resnet)
+    # Outside the space: evaluated from its stored architecture (its only parameter names it for the dashboard); too
+    # many parameters: recorded, not trained.
+    assert resnet.params == {"named:resnet18": "resnet18"} and resnet.user_attrs["in_space"] is False
+    assert "name: resnet18" in stored_arch(resnet)
     # Never trained: stored PRUNED with what was measured, and no invented accuracy anywhere in the storage.
     assert resnet.state == TrialState.PRUNED and resnet.user_attrs["feasible"] is False and resnet.values is None
     assert resnet.user_attrs["status"] == "infeasible" and "accuracy" not in resnet.user_attrs
