@@ -23,6 +23,7 @@ from nas.run.search import run_search
 from nas.run.searcher import MAX_IDLE_PROPOSALS
 from nas.run.trial import Job, Reporter
 from nas.study import Study
+from nas.views.standing import standing_text
 
 pytestmark = pytest.mark.slow
 
@@ -141,7 +142,7 @@ def test_seeds_pruning_constraints_and_failures(local_ray: None, tmp_path: Path)
         if "hash" in t.user_attrs and t.number not in (crashed.number, again[0].number):
             assert {"hash", "params", "macs", "latency_ms"} <= set(t.user_attrs) and stored_arch(t)
 
-    standing = {row["network"]: row["standing"] for row in named_standing(ostudy, study)}
+    standing = {row["network"]: standing_text(row) for row in named_standing(ostudy, study)}  # data, then words
     assert standing["resnet18 (small-input stem)"].startswith("infeasible: params")
     assert standing["seed_raises"].startswith("failed")
     assert any(line.startswith("  [status] 16 evaluated") and f"{len(invalid)} invalid proposal(s)" in line
