@@ -7,7 +7,7 @@ of classes and validation images, the label smoothing of its recipe):
 - **did not train**: its training loss never fell clearly below the loss of predicting the class prior (ln C for
   balanced classes; label smoothing raises the lowest reachable loss, not this one), or its accuracy is within noise
   of chance (two binomial standard errors of an accuracy of 1/C on its validation images). "Clearly below": by at
-  least `LOSS_DROP` of the way from ln C down to the lowest loss the smoothed targets allow.
+  least `LOSS_DROP` (5 %) of the way from ln C down to the lowest loss the smoothed targets allow.
 - **not converged**: its validation accuracy still rises over the last quarter of its epochs (a least-squares slope
   times the window's length) by more than the noise (seed noise when measured, else two binomial standard errors).
 """
@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-LOSS_DROP = 0.1  # a run must remove at least this fraction of the removable loss to count as trained
+LOSS_DROP = 0.05  # a run must remove at least this fraction of the removable loss to count as trained
 CONVERGED = "converged"
 NOT_CONVERGED = "not converged"
 DID_NOT_TRAIN = "did not train"

@@ -115,10 +115,16 @@ def for_sampler(t: FrozenTrial, study: Study) -> FrozenTrial:
     The storage keeps it PRUNED with no values (nothing invented is shown as measured); the in-memory copy that the
     sampler learns from gets the measured objectives and the worst value for the unmeasured ones, plus its
     constraint values, so the sampler learns to avoid the region. A duplicate of a complete trial (stored PRUNED with
-    its original's figures as attributes) is COMPLETE with those figures.
+    its original's figures as attributes) is COMPLETE with those figures. No trial carries its intermediate values.
     """
     if t.state != TrialState.PRUNED or not (is_untrained(t.user_attrs) or is_duplicate(t.user_attrs)):
-        return t
+        if not t.intermediate_values:
+            return t
+        # The learning curve is for the dashboard: multi-objective TPE cannot rank pruned trials by it (it asks the
+        # study for a single direction), so the sampler's copy goes without.
+        return optuna.trial.create_trial(state=t.state, values=t.values, params=t.params,
+                                         distributions=t.distributions, user_attrs=t.user_attrs,
+                                         system_attrs=t.system_attrs)
     values = [float(t.user_attrs[m]) if isinstance(t.user_attrs.get(m), (int, float)) else _worst(m, d)
               for m, d in zip(study.metric_names, study.directions)]
     return optuna.trial.create_trial(state=TrialState.COMPLETE, values=values, params=t.params,

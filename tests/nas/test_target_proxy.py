@@ -40,14 +40,14 @@ def local_ray(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 def study_file(folder: Path, **over: object) -> Study:
-    """Digits at 8 px; the target is the architecture at half width, the proxy at a quarter, trained 2 epochs."""
+    """Digits at 8 px; the target is the architecture at half width, the proxy at a quarter, trained 4 epochs."""
     folder.mkdir(parents=True, exist_ok=True)
     data = {"name": "tp", "seed": 0, "space": "small", "objectives": ["accuracy", "latency_ms"],
             "named": ["mobilenet_v2_050"], "sampler": {"type": "random", "seed": 0},
             "evaluator": {"data": {"name": "digits", "limit_train": 384, "limit_val": 96},
                           "target": {"width_mult": 0.5, "resolution": 8},
                           "proxy": {"width_mult": 0.25, "resolution": 8},
-                          "train": {"epochs": 2, "batch_size": 32, "optimizer": "adamw", "lr": 0.005},
+                          "train": {"epochs": 4, "batch_size": 32, "optimizer": "adamw", "lr": 0.005},
                           "latency": {"max_seconds": 0.3, "min_runs": 5, "max_attempts": 2}},
             "budget": {"trials": 3}, "early_stopping": "off", "concurrency": 1}
     data.update(over)

@@ -87,3 +87,27 @@ def test_default_on_the_small_space() -> None:
 def json_params(trial: optuna.Trial) -> str:
     """A trial's parameters as one comparable string."""
     return yaml.safe_dump(trial.params, sort_keys=True)
+
+
+def test_the_sampler_copy_of_a_pruned_trial_has_no_learning_curve() -> None:
+    """Multi-objective TPE cannot rank pruned trials by their intermediate values (it asks for a single direction):
+    the searcher hands its sampler each trial without them, so the default sampler works after ASHA stops trials."""
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from nas.run.searcher import for_sampler
+    from nas.study import Study
+
+    study = Study.from_dict({"space": "small", "budget": {"trials": 1}}, source="s.yaml")
+    dist = {"x": CategoricalDistribution([0, 1, 2, 3])}
+    sampling = optuna.create_study(directions=study.directions, sampler=make_sampler(SamplerSpec(startup=2), 0))
+    for i in range(6):
+        pruned = i % 2 == 0
+        t = create_trial(state=TrialState.PRUNED if pruned else TrialState.COMPLETE,
+                         values=None if pruned else [0.5 + i / 100, 1.0 + i], params={"x": i % 4},
+                         distributions=dist, intermediate_values={1: 0.3, 2: 0.4} if pruned else {1: 0.5})
+        copy = for_sampler(t, study)
+        assert copy.intermediate_values == {} and copy.state == t.state and copy.values == t.values
+        sampling.add_trial(copy)
+    trial = sampling.ask()
+    assert trial.suggest_categorical("x", [0, 1, 2, 3]) in (0, 1, 2, 3)
