@@ -104,14 +104,16 @@ def final_weights(study: Study, ostudy: optuna.Study, t: FrozenTrial) -> tuple[P
 # -- which trials ------------------------------------------------------------------------------------------------------
 def choose(study: Study, ostudy: optuna.Study) -> list[tuple[FrozenTrial, str]]:
     """(trial, role) for every network of the final stage: the `top` front points by proxy accuracy, the named points
-    and the random baselines that completed within the constraints (one trial per architecture)."""
+    and the random baselines within the constraints (one trial per architecture). A named point or random baseline
+    that ASHA stopped early is trained all the same: the final stage judges it, not its proxy's first epochs."""
     final = study.final
     if final is None:
         return []
     repeats = stored(ostudy)
     picked: list[tuple[FrozenTrial, str]] = []
-    trials = [t for t in ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-              if "duplicate_of" not in t.user_attrs and t.user_attrs.get("feasible", True)]
+    trials = [t for t in ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+              if "duplicate_of" not in t.user_attrs and t.user_attrs.get("feasible", True)
+              and (t.state == TrialState.COMPLETE or t.user_attrs.get("status") == "pruned")]
     if NAMED in final.of:
         picked += [(t, NAMED) for t in trials if t.user_attrs.get("named")]
     if RANDOM in final.of:
@@ -143,6 +145,7 @@ class FinalRow:
     macs: float | None
     proxy: Spread | None  # proxy accuracy over its seeds
     proxy_trained: bool  # False when the proxy's runs sat at chance
+    stopped_at: int | None = None  # epochs the proxy ran before ASHA stopped it (no proxy accuracy then)
     runs: list[dict] = field(default_factory=list)  # the final runs, by seed index
     marks: list[Mark] = field(default_factory=list)  # one per run
     rank_proxy: int | None = None
@@ -200,7 +203,8 @@ def table(study: Study, ostudy: optuna.Study) -> list[FinalRow]:
         rows.append(FinalRow(trial=t.number, network=display_name(t) or f"#{t.number}", role=role,
                              latency_ms=_num(a.get("latency_ms")), latency_iqr_ms=_num(a.get("latency_iqr_ms")),
                              params=_num(a.get("params")), macs=_num(a.get("macs")), proxy=spread_of(t, repeats),
-                             proxy_trained=proxy_mark(t) is None, runs=[mine[k] for k in sorted(mine)]))
+                             proxy_trained=proxy_mark(t) is None, runs=[mine[k] for k in sorted(mine)],
+                             stopped_at=a.get("epochs") if t.state == TrialState.PRUNED else None))
     trained = [[r for r in row.runs if _trained(r, smoothing)] for row in rows]
     noise = final_noise(trained)
     for row in rows:

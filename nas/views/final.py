@@ -48,6 +48,8 @@ def cells(row: FinalRow) -> list[str]:
                                           .replace(" (1 seed)", " (n=1)"))
     if row.proxy is not None and not row.proxy_trained:
         proxy = f"did not train ({row.proxy.mean:.3f})"
+    if row.proxy is None and row.stopped_at is not None:
+        proxy = f"stopped by ASHA after {row.stopped_at} epoch(s)"
     mark = row.status if row.marks else "pending"
     why = "; ".join(sorted({m.why for m in row.marks if not m.trained or m.status == NOT_CONVERGED}))
     return [row.network, f"#{row.trial}", row.role, lat, human(row.params) if row.params is not None else "",
