@@ -109,7 +109,7 @@ def measure_final(study: Study, ostudy: optuna.Study, *, address: str | None = N
         if not r.measured or r.proxy is None or not r.proxy_trained or r.latency_ms is None:
             why = (f"final: {r.status}" if not r.measured else "proxy did not train" if r.proxy is not None
                    else "no proxy accuracy")
-            excluded.append([r.trial, r.network, why])
+            excluded.append([r.trial, r.network if r.role == "named" else "", why])
         else:
             usable.append(r)
     seeds = min((min(r.proxy.n, r.final.n) for r in usable), default=1)
