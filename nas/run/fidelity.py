@@ -112,10 +112,13 @@ def measure_final(study: Study, ostudy: optuna.Study, *, address: str | None = N
             excluded.append([r.trial, r.network if r.role == "named" else "", why])
         else:
             usable.append(r)
-    seeds = min((min(r.proxy.n, r.final.n) for r in usable), default=1)
     trials = {t.number: t for t in ostudy.get_trials(deepcopy=False)}
-    rows = [(trials[r.trial], list(r.proxy.values[:seeds]), list(r.final.values[:seeds]),
-             sum(float(x.get("seconds") or 0) for x in r.runs)) for r in usable]
+    # Each side keeps its seeds (for its seed noise) where every network has as many; else each network is one mean.
+    same_p, same_f = len({r.proxy.n for r in usable}) == 1, len({r.final.n for r in usable}) == 1
+    rows = [(trials[r.trial], list(r.proxy.values) if same_p else [r.proxy.mean],
+             list(r.final.values) if same_f else [r.final.mean], sum(float(x.get("seconds") or 0) for x in r.runs))
+            for r in usable]
+    seeds = min((r.final.n for r in usable), default=1)
     return _summarize(study, ostudy, f"final-{setting.key}", f"the final stage: {setting.describe()}", rows, excluded,
                       seeds)
 

@@ -14,11 +14,12 @@ import os
 from collections.abc import Callable
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 from safetensors.torch import save_file
 
 from nas.record.final import SEED_OFFSET, FinalSetting, choose, run_key, setting_of, stored_runs, weights_dir
-from nas.run.repeats import train_many
+from nas.record.repeats import Spread, spread_of, stored
+from nas.run.repeats import run_repeats, train_many
 from nas.run.trial import Job
 from nas.study import Network, Study
 from nas.views.notes import write_final_notes
@@ -50,6 +51,10 @@ def run_final(study: Study, ostudy: optuna.Study, *, seeds: int | None = None, a
     if not chosen:
         log("final: no complete, feasible trial to train yet")
         return 0
+    if study.repeats is not None:  # the table's proxy column has the seeds of the study's repeats for every row
+        run_repeats(study, ostudy, [tr for tr, _ in chosen if tr.state == TrialState.COMPLETE
+                                    and (spread_of(tr, stored(ostudy)) or Spread((0.0,))).n < study.repeats.seeds + 1],
+                    study.repeats.seeds, address=address, log=log)
     have = stored_runs(ostudy, setting)
     todo = [(t, SEED_OFFSET + k) for t, _ in chosen for k in range(seeds)
             if k not in have.get(t.user_attrs["hash"], {})]
