@@ -25,19 +25,10 @@ import optuna
 import ray
 import yaml
 from optuna.trial import TrialState
+from sampler_quality import hypervolume  # bench/: the same area, on this study's normalized objectives
 
 from nas.run.search import run_search
 from nas.study import Study
-
-
-def hypervolume(points: list[tuple[float, float]]) -> float:
-    """Area dominated by `points` (both coordinates minimized) inside the unit box, reference (1, 1)."""
-    area, best_y = 0.0, 1.0
-    for x, y in sorted(p for p in points if p[0] < 1 and p[1] < 1):
-        if y < best_y:
-            area += (1.0 - x) * (best_y - y)
-            best_y = y
-    return area
 
 
 def run(workdir: Path, sampler: str, seed: int, trials: int, proxy: str) -> list[tuple[float, float]]:
