@@ -117,7 +117,7 @@ def test_export_writes_the_network_of_the_front(searched: tuple[Study, optuna.St
         recorded, iqr = t.user_attrs["latency_ms"], t.user_attrs["latency_iqr_ms"]
         assert abs(again.median_ms - recorded) <= 2 * (iqr + again.iqr_ms) + 0.25 * recorded
         card = (path / "README.md").read_text()
-        assert "**target** network (target ×0.5 @8px)" in card and "accuracy (proxy ×0.25 @8px, 2 ep)" in card
+        assert "**target** network (target ×0.5 @8px)" in card and "accuracy (proxy ×0.25 @8px, 4 ep)" in card
 
 
 def test_named_point_gets_the_small_input_adaptation(searched: tuple[Study, optuna.Study]) -> None:
