@@ -436,7 +436,13 @@ def summary(study: Study, ostudy: optuna.Study, df: pd.DataFrame) -> str:
         by_number = {int(r["trial"]): r for _, r in df.iterrows()}
         remeasured_any = "latency_low_ms" in df and df["latency_low_ms"].notna().any()
         rows, dominated = [], []
+        finals = {r.trial: r for r in final_table(study, ostudy)}
+
         def name_of(n: int) -> str:
+            if finals and n in finals and finals[n].final is not None:  # a final-stage claim names final figures
+                r = finals[n]
+                lat = f", {r.latency_ms:.3f} ms" if r.latency_ms is not None else ""
+                return f"#{n} ({r.final.mean:.4f}{lat})"
             return _describe(by_number[n], names) if n in by_number else f"#{n}"
 
         for s in standing:
@@ -499,7 +505,7 @@ def gap_lines(study: Study, ostudy: optuna.Study) -> list[str]:
         return []
     best = max(found, key=lambda t: spread_of(t, repeats).mean)
     top = spread_of(best, repeats)
-    out = ["", f"Against the most accurate found network of the front, #{best.number} ({top.text()}"
+    out = ["", f"Proxy accuracy against the most accurate found network of the front, #{best.number} ({top.text()}"
            + (f"; seed noise {noise[0]:.4f}" if noise else "; seed noise not measured") + "):", ""]
     for t in ostudy.get_trials(deepcopy=False):
         a = t.user_attrs
