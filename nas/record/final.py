@@ -205,12 +205,10 @@ def table(study: Study, ostudy: optuna.Study) -> list[FinalRow]:
                              params=_num(a.get("params")), macs=_num(a.get("macs")), proxy=spread_of(t, repeats),
                              proxy_trained=proxy_mark(t) is None, runs=[mine[k] for k in sorted(mine)],
                              stopped_at=a.get("epochs") if t.state == TrialState.PRUNED else None))
-    trained = [[r for r in row.runs if _trained(r, smoothing)] for row in rows]
-    noise = final_noise(trained)
+    # Whether a run trained does not depend on the noise; the noise (of the trained runs) decides convergence.
+    noise = final_noise([[r for r in row.runs if _mark(r, smoothing, None).trained] for row in rows])
     for row in rows:
-        row.marks = [run_mark(r.get("history") or [r["accuracy"]], r.get("losses"), int(r.get("classes") or 10),
-                              r.get("val_images"), smoothing=float(r.get("label_smoothing", smoothing)), noise=noise,
-                              stopped_early=bool(r.get("stopped_early"))) for r in row.runs]
+        row.marks = [_mark(r, smoothing, noise) for r in row.runs]
     ranked = [r for r in rows if r.runs and r.measured]
     for rank, r in enumerate(sorted(ranked, key=lambda r: -r.final.mean), 1):
         r.rank_final = rank
@@ -225,10 +223,11 @@ def noise_of(rows: list[FinalRow]) -> float | None:
     return final_noise([[r for r, m in zip(row.runs, row.marks) if m.trained] for row in rows])
 
 
-def _trained(run: dict, smoothing: float) -> bool:
-    mark = run_mark(run.get("history") or [run["accuracy"]], run.get("losses"), int(run.get("classes") or 10),
-                    run.get("val_images"), smoothing=float(run.get("label_smoothing", smoothing)))
-    return mark.trained
+def _mark(run: dict, smoothing: float, noise: float | None) -> Mark:
+    """The mark of one stored final run (`smoothing`: the recipe's, for runs that did not store theirs)."""
+    return run_mark(run.get("history") or [run["accuracy"]], run.get("losses"), int(run.get("classes") or 10),
+                    run.get("val_images"), smoothing=float(run.get("label_smoothing", smoothing)), noise=noise,
+                    stopped_early=bool(run.get("stopped_early")))
 
 
 def _num(v: Any) -> float | None:
